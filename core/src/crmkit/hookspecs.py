@@ -1,0 +1,270 @@
+"""Every hook crmkit offers to plugins.
+
+A plugin is a module or object with functions decorated by :data:`crmkit.hookimpl` whose names
+match the specifications below. Built-in features are plugins registered exactly like a third
+party's (see :data:`crmkit.plugins.BUILTIN_PLUGINS`). Implementations may accept any subset of
+the documented parameters, by name.
+
+Registration hooks receive a ``register`` callable bound to the calling plugin, so crmkit knows
+who registered what and refuses two plugins registering the same name.
+
+The hook reference in ``docs/hooks.md`` is checked against this module by the test suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from crmkit.app import CRM
+    from crmkit.domain import Contact, Event
+    from crmkit.errors import FieldIssue
+    from crmkit.intake import IntakeRecord
+    from crmkit.storage.uow import UnitOfWork
+
+PROJECT = "crmkit"
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+# --- registration -------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_register_settings(register: Callable[[str, type], None]) -> None:
+    """Declare the settings section a plugin reads from ``crmkit.toml``.
+
+    Called once while the configuration is loaded, before the CRM is opened.
+
+    :param register: ``register(section, settings_class)``. ``settings_class`` is an attrs
+        class whose fields (with defaults) describe ``[plugins.<section>]``; crmkit validates
+        the section against it and hands the instance back through
+        ``crm.settings_for(section)``. Unknown keys and wrong types are configuration errors
+        naming the file, section and key.
+    :return: None; the return value is ignored.
+    """
+
+
+@hookspec
+def crmkit_register_tables(metadata: sa.MetaData, register: Callable[[sa.Table], None]) -> None:
+    """Add a plugin's tables to the schema.
+
+    Called once per CRM when its storage is set up.
+
+    :param metadata: the :class:`sqlalchemy.MetaData` that holds the core tables; define
+        tables on it so foreign keys to core tables (``contacts.id`` …) resolve.
+    :param register: ``register(table)`` records the table as the plugin's. Tables of plugins
+        that declare no migrations (see :func:`crmkit_register_migrations`) are created by
+        ``crmkit db upgrade`` from their definition; plugins that evolve their schema should
+        ship Alembic migrations instead.
+    :return: None.
+    """
+
+
+@hookspec
+def crmkit_register_migrations(register: Callable[[str, str], None]) -> None:
+    """Declare a directory of Alembic migration scripts for the plugin's tables.
+
+    Called when migrations are run or inspected (``crmkit db upgrade``, ``db current``).
+
+    :param register: ``register(branch_label, versions_directory)``. The scripts form their
+        own Alembic branch (the first script has ``branch_labels = (branch_label,)`` and
+        ``depends_on = "crmkit_core@head"`` when it references core tables), so plugins
+        migrate independently of each other.
+    :return: None.
+    """
+
+
+@hookspec
+def crmkit_register_storage_backends(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Offer a storage backend for one or more database URL schemes.
+
+    Called when a CRM is opened, to find the backend for its database URL.
+
+    :param register: ``register(scheme, factory)``; ``scheme`` is the part of the URL before
+        ``://`` without a driver (``sqlite``, ``postgresql``, ``mysql`` …) and
+        ``factory(url, crm_context)`` returns an object implementing
+        :class:`crmkit.storage.StorageBackend`.
+    :return: None.
+    """
+
+
+@hookspec
+def crmkit_register_event_types(register: Callable[[str, str], None]) -> None:
+    """Declare event types a plugin emits.
+
+    Called once per CRM at start-up. Emitting an undeclared type is an error, so a typo in
+    an event name fails at once instead of silently reaching no subscriber.
+
+    :param register: ``register(event_type, description)``.
+    :return: None.
+    """
+
+
+@hookspec
+def crmkit_register_commands(register: Callable[[Any], None]) -> None:
+    """Add commands to the ``crmkit`` command line.
+
+    Called when the CLI is built, before arguments are parsed.
+
+    :param register: ``register(command)`` with a :class:`click.Command` or
+        :class:`click.Group`. Two plugins registering the same command name is an error.
+        Commands reach the CRM through ``crmkit.cli.pass_crm`` / ``ctx.obj.crm()``.
+    :return: None.
+    """
+
+
+# --- lifecycle and events -----------------------------------------------------------------
+
+
+@hookspec
+def crmkit_startup(crm: CRM) -> None:
+    """The CRM has been opened: configuration loaded, storage ready, plugins registered.
+
+    Called once per :func:`crmkit.open`. Use it to warm caches or check the plugin's settings
+    against the database. Raising aborts the open with an error naming the plugin.
+
+    :param crm: the CRM being opened.
+    :return: None.
+    """
+
+
+@hookspec
+def crmkit_handle_event(event: Event, crm: CRM) -> None:
+    """React to a domain event after the transaction that produced it has committed.
+
+    Called once per event and subscriber by the dispatcher (in-process by default, or by a
+    ``crmkit worker``). Each implementation is called on its own: one that raises is recorded
+    and retried later with backoff, never undoes the write and never stops other subscribers.
+    A subscriber that succeeded is not called again for the same event, but after a crash it
+    may see an event twice: use ``event.id`` to deduplicate side effects.
+
+    :param event: the :class:`crmkit.domain.Event` (``type``, ``subject_id``, ``data``, ``id``).
+    :param crm: the CRM; writes made here run in their own unit of work.
+    :return: None; the return value is ignored.
+    """
+
+
+# --- intake pipeline ----------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_normalize(record: IntakeRecord, crm: CRM) -> None:
+    """Normalise an inbound record's raw fields in place, before validation.
+
+    Called for every record entering the intake pipeline (API, CLI, import row, web form,
+    inbound message), first of the stages. Typical work: trim, split a full name, map a
+    provider's field names onto crmkit's.
+
+    :param record: the :class:`crmkit.intake.IntakeRecord`; change ``record.data``.
+    :param crm: the CRM.
+    :return: None.
+    """
+
+
+@hookspec
+def crmkit_validate(record: IntakeRecord, crm: CRM) -> list[FieldIssue] | None:
+    """Check an inbound record against house rules beyond the core's field validation.
+
+    Called after the core has parsed the record's fields (``record.clean`` holds the parsed
+    values). All implementations run; their issues are combined and the record is rejected
+    with all of them.
+
+    :param record: the record being checked.
+    :param crm: the CRM.
+    :return: a list of :class:`crmkit.errors.FieldIssue`, or None (or an empty list) when
+        the record is acceptable.
+    """
+
+
+@hookspec
+def crmkit_enrich(record: IntakeRecord, crm: CRM) -> None:
+    """Add data to a valid record before it is matched (firmographics, geo, scoring hints).
+
+    Called after validation passed. Change ``record.clean``; values added here are not
+    validated again, so add only clean values.
+
+    :param record: the record.
+    :param crm: the CRM.
+    :return: None.
+    """
+
+
+@hookspec(firstresult=True)
+def crmkit_match(record: IntakeRecord, crm: CRM) -> str | None:
+    """Find the existing contact an inbound record describes.
+
+    Called after enrichment; the first implementation returning an id wins (the core's
+    matcher on exact e-mail, phone and external ids runs last).
+
+    :param record: the record (``record.clean``).
+    :param crm: the CRM.
+    :return: the id of the existing contact, or None to let the next matcher try; when no
+        matcher finds one the record creates a new contact.
+    """
+
+
+@hookspec(firstresult=True)
+def crmkit_persist(record: IntakeRecord, crm: CRM, uow: UnitOfWork) -> str | None:
+    """Write an accepted record (create, update or skip) inside the intake's transaction.
+
+    Called once per accepted record; the first implementation returning an id wins, the
+    core's writer runs last. ``record.match_id`` says which contact matched, if any, and
+    ``record.on_duplicate`` what the caller wants done then.
+
+    :param record: the record.
+    :param crm: the CRM.
+    :param uow: the open unit of work; write through it so the write and its events commit
+        together.
+    :return: the id of the contact written, or None to leave it to the next implementation.
+    """
+
+
+@hookspec
+def crmkit_react(record: IntakeRecord, contact: Contact, crm: CRM) -> None:
+    """React to a record that has been persisted (after its transaction committed).
+
+    Called once per persisted record, after commit, with the contact as stored. Failures are
+    logged with the plugin's name and do not undo the intake. For durable side effects
+    prefer :func:`crmkit_handle_event`, which is retried.
+
+    :param record: the record as it went through the pipeline (``record.outcome`` is
+        ``created``, ``updated`` or ``skipped``).
+    :param contact: the stored contact.
+    :param crm: the CRM.
+    :return: None.
+    """
+
+
+# --- personal data rights -----------------------------------------------------------------
+
+
+@hookspec
+def crmkit_export_personal_data(contact: Contact, crm: CRM) -> dict[str, Any] | None:
+    """Contribute what a plugin holds about a person to a personal-data export.
+
+    Called by ``crmkit privacy export`` for each plugin.
+
+    :param contact: the person.
+    :param crm: the CRM.
+    :return: a JSON-serialisable mapping of section name to data, merged into the export;
+        or None when the plugin holds nothing about this person.
+    """
+
+
+@hookspec
+def crmkit_erase_personal_data(contact: Contact, crm: CRM, uow: UnitOfWork) -> None:
+    """Erase or irreversibly anonymise what a plugin holds about a person.
+
+    Called by ``crmkit privacy erase`` inside the erasure's transaction, before the core
+    anonymises its own rows; if any implementation raises, nothing is erased.
+
+    :param contact: the person (still readable).
+    :param crm: the CRM.
+    :param uow: the open unit of work; write through ``uow.connection``.
+    :return: None.
+    """

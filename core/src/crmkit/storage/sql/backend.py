@@ -1,0 +1,156 @@
+"""The SQL storage backend: SQLite (embedded default), PostgreSQL (psycopg 3), MariaDB/MySQL
+(PyMySQL), all through SQLAlchemy 2 Core, with Alembic migrations."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from crmkit.errors import ConfigError, CRMError
+from crmkit.storage.uow import UnitOfWork
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+CORE_BRANCH = "crmkit_core"
+
+#: Driver chosen when a URL names only the database (``postgresql://`` would otherwise mean
+#: psycopg2, which crmkit does not install).
+DEFAULT_DRIVERS = {"postgresql": "psycopg", "postgres": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
+
+
+def normalize_url(url: str) -> sa.URL:
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"database URL {url!r} is not valid: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif "+" not in parsed.drivername and backend in DEFAULT_DRIVERS:
+        parsed = parsed.set(drivername=f"{backend}+{DEFAULT_DRIVERS[backend]}")
+    if backend in ("mysql", "mariadb") and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed
+
+
+def _sqlite_setup(engine: sa.Engine) -> None:
+    """WAL, foreign keys, a busy timeout, and transactions that take the write lock at BEGIN.
+
+    pysqlite's own transaction handling begins lazily and a read-then-write transaction can
+    fail with "database is locked" without waiting; issuing ``BEGIN IMMEDIATE`` for units of
+    work makes concurrent writers queue on the busy timeout instead.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("crmkit_write") else "BEGIN")
+
+
+class SQLBackend:
+    """Implements :class:`crmkit.storage.StorageBackend` for SQLAlchemy-supported databases."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        metadata: sa.MetaData,
+        migrations: dict[str, str] | None = None,
+        unmigrated_tables: Iterable[str] = (),
+        event_types: Callable[[str], None] | None = None,
+        engine_options: dict[str, Any] | None = None,
+    ):
+        self.url = normalize_url(url)
+        self.metadata = metadata
+        self.migrations = {CORE_BRANCH: str(MIGRATIONS_DIR / "versions"), **(migrations or {})}
+        self.unmigrated_tables = list(unmigrated_tables)
+        self._check_event_type = event_types
+        options = dict(engine_options or {})
+        if self.url.get_backend_name() == "sqlite":
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            options.setdefault("pool_pre_ping", True)
+        try:
+            self.engine = sa.create_engine(self.url, **options)
+        except ImportError as exc:
+            raise ConfigError(f"the database driver for {self.url.drivername} is not installed: {exc}") from None
+        if self.url.get_backend_name() == "sqlite":
+            _sqlite_setup(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def check_event_type(self, event_type: str) -> None:
+        if self._check_event_type is not None:
+            self._check_event_type(event_type)
+
+    def unit_of_work(self, after_commit: Callable[..., None] | None = None, actor: str | None = None, *, readonly: bool = False) -> UnitOfWork:
+        return UnitOfWork(self, after_commit=after_commit, actor=actor, readonly=readonly)
+
+    def connect(self) -> sa.Connection:
+        """A connection for reads (and for code that manages its own transaction)."""
+        return self.engine.connect()
+
+    # --- migrations -------------------------------------------------------------------
+
+    def alembic_config(self, connection: sa.Connection | None = None) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("path_separator", "os")
+        cfg.set_main_option("version_locations", os.pathsep.join(self.migrations.values()))
+        cfg.attributes["metadata"] = self.metadata
+        cfg.attributes["connection"] = connection
+        cfg.attributes["unmigrated_tables"] = set(self.unmigrated_tables)
+        return cfg
+
+    def upgrade(self, target: str = "heads") -> list[str]:
+        """Apply every branch's migrations, then create plugin tables that have none."""
+        from alembic import command
+
+        with self.engine.begin() as connection:
+            command.upgrade(self.alembic_config(connection), target)
+            if self.unmigrated_tables:
+                tables = [self.metadata.tables[name] for name in self.unmigrated_tables]
+                self.metadata.create_all(connection, tables=tables, checkfirst=True)
+        return self.current()
+
+    def current(self) -> list[str]:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as connection:
+            return sorted(MigrationContext.configure(connection).get_current_heads())
+
+    def heads(self) -> list[str]:
+        from alembic.script import ScriptDirectory
+
+        return sorted(ScriptDirectory.from_config(self.alembic_config()).get_heads())
+
+    def require_current(self) -> None:
+        """Refuse to run against a database whose schema is behind the code."""
+        current, heads = set(self.current()), set(self.heads())
+        if current != heads:
+            raise CRMError(
+                f"the database at {self.url.render_as_string(hide_password=True)} is not migrated "
+                f"(at {sorted(current) or 'nothing'}, code wants {sorted(heads)}); run `crmkit db upgrade`"
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
