@@ -198,8 +198,9 @@ def crmkit_enrich(record: IntakeRecord, crm: CRM) -> None:
 def crmkit_match(record: IntakeRecord, crm: CRM) -> str | None:
     """Find the existing contact an inbound record describes.
 
-    Called after enrichment; the first implementation returning an id wins (the core's
-    matcher on exact e-mail, phone and external ids runs last).
+    Called after enrichment for each record, before :func:`crmkit_match_batch`; the first
+    implementation returning an id wins. The core's own matcher is the batch form, so records
+    no implementation matched go on to it.
 
     :param record: the record (``record.clean``).
     :param crm: the CRM.
@@ -212,9 +213,11 @@ def crmkit_match(record: IntakeRecord, crm: CRM) -> str | None:
 def crmkit_persist(record: IntakeRecord, crm: CRM, uow: UnitOfWork) -> str | None:
     """Write an accepted record (create, update or skip) inside the intake's transaction.
 
-    Called once per accepted record; the first implementation returning an id wins, the
-    core's writer runs last. ``record.match_id`` says which contact matched, if any, and
-    ``record.on_duplicate`` what the caller wants done then.
+    Called once per accepted record, before :func:`crmkit_persist_batch`; the first
+    implementation returning an id wins (set ``record.outcome`` too). Records no
+    implementation wrote go on to the batch form, where the core's writer runs last.
+    ``record.match_id`` says which contact matched, if any, and ``record.on_duplicate`` what
+    the caller wants done then.
 
     :param record: the record.
     :param crm: the CRM.
@@ -236,6 +239,78 @@ def crmkit_react(record: IntakeRecord, contact: Contact, crm: CRM) -> None:
         ``created``, ``updated`` or ``skipped``).
     :param contact: the stored contact.
     :param crm: the CRM.
+    :return: None.
+    """
+
+
+# --- intake pipeline, batch forms ---------------------------------------------------------
+# Each stage is called once per batch (an import sends batches of ~1,000 records; a single
+# submission is a batch of one), before the per-record form of the same stage.
+
+
+@hookspec
+def crmkit_normalize_batch(records: list[IntakeRecord], crm: CRM) -> None:
+    """Normalise a batch of inbound records in place (the batch form of :func:`crmkit_normalize`).
+
+    Called once per batch entering the intake pipeline, before the per-record hook.
+
+    :param records: the batch; change each ``record.data``.
+    :param crm: the CRM.
+    :return: None.
+    """
+
+
+@hookspec
+def crmkit_validate_batch(records: list[IntakeRecord], crm: CRM) -> list[tuple[IntakeRecord, list[FieldIssue]]] | None:
+    """Check a batch of parsed records against house rules (batch form of :func:`crmkit_validate`).
+
+    Called once per batch after the core's field validation, with the records that passed it.
+
+    :param records: the records (``record.clean`` holds parsed values).
+    :param crm: the CRM.
+    :return: ``(record, issues)`` pairs for the records to reject, or None when all are fine.
+    """
+
+
+@hookspec
+def crmkit_enrich_batch(records: list[IntakeRecord], crm: CRM) -> None:
+    """Add data to a batch of valid records (batch form of :func:`crmkit_enrich`).
+
+    Called once per batch after validation, before the per-record hook.
+
+    :param records: the accepted records; change ``record.clean``.
+    :param crm: the CRM.
+    :return: None.
+    """
+
+
+@hookspec
+def crmkit_match_batch(records: list[IntakeRecord], crm: CRM) -> None:
+    """Find existing contacts for a batch of records (batch form of :func:`crmkit_match`).
+
+    Called once per batch with the records no per-record matcher matched. Set
+    ``record.match_id`` on the records you match; leave the others alone. The core's matcher
+    (external ids, then exact e-mail, phone, account number; one query per key per batch) runs
+    last.
+
+    :param records: the still unmatched records.
+    :param crm: the CRM.
+    :return: None.
+    """
+
+
+@hookspec
+def crmkit_persist_batch(records: list[IntakeRecord], crm: CRM, uow: UnitOfWork) -> None:
+    """Write a batch of accepted records inside the intake's transaction (batch form of
+    :func:`crmkit_persist`).
+
+    Called once per batch with the records no per-record writer handled. Set
+    ``record.contact_id`` and ``record.outcome`` on the records you write; the core's writer
+    runs last and writes the rest (bulk inserts, one event per record).
+
+    :param records: the records still to write.
+    :param crm: the CRM.
+    :param uow: the open unit of work.
     :return: None.
     """
 

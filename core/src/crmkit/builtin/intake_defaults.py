@@ -1,21 +1,27 @@
 """The core's own intake stages, registered as a plugin like any other.
 
-``tryfirst``/``trylast`` place them so that house plugins run around them: normalisation runs
-first (plugins then see tidy data), matching and persisting run last (a plugin's matcher or
-writer wins when it answers).
+They implement the *batch* forms of the stage hooks, so an import of a million rows costs one
+hook call and a handful of queries per batch, and a single submission (a batch of one) goes
+through exactly the same code. ``tryfirst``/``trylast`` place them so that house plugins run
+around them: normalisation runs first (plugins then see tidy data); matching and persisting
+run last (a plugin's matcher or writer wins when it answers).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
+import sqlalchemy as sa
 
 from crmkit.app import CRM
+from crmkit.domain import Contact
 from crmkit.domain.values import utcnow
 from crmkit.intake import IntakeRecord, OnDuplicate
 from crmkit.plugins import hookimpl
 from crmkit.serialize import to_jsonable
+from crmkit.storage.sql.mapping import to_row
 from crmkit.storage.uow import UnitOfWork
 
 #: Field names often seen in inbound data, mapped onto crmkit's.
@@ -23,11 +29,11 @@ ALIASES = {
     "firstname": "first_name", "given_name": "first_name", "lastname": "last_name", "surname": "last_name",
     "family_name": "last_name", "e-mail": "email", "email_address": "email", "mobile": "phone", "phone_number": "phone",
 }
+#: Exact identifiers that say two records are the same person, strongest first.
+MATCH_KEYS = ("email", "phone", "account_number")
 
 
-@hookimpl(tryfirst=True)
-def crmkit_normalize(record: IntakeRecord) -> None:
-    data = record.data
+def normalize_record(data: dict[str, Any]) -> None:
     for alias, name in ALIASES.items():
         if alias in data and name not in data:
             data[name] = data.pop(alias)
@@ -39,27 +45,64 @@ def crmkit_normalize(record: IntakeRecord) -> None:
                 data["first_name"] = " ".join(parts[:-1]) or parts[0]
                 if len(parts) > 1:
                     data["last_name"] = parts[-1]
-    for key, value in list(data.items()):
+    for key, value in data.items():
         if isinstance(value, str):
-            data[key] = " ".join(value.split()) if key not in ("custom", "notes") else value.strip()
+            data[key] = " ".join(value.split())
+
+
+@hookimpl(tryfirst=True)
+def crmkit_normalize_batch(records: list[IntakeRecord]) -> None:
+    for record in records:
+        normalize_record(record.data)
+
+
+def _lookup(uow: UnitOfWork, column: str, values: Iterable[str]) -> dict[str, str]:
+    """``value -> contact id`` for contacts whose ``column`` is one of ``values`` (oldest wins)."""
+    wanted = sorted(set(values))
+    if not wanted:
+        return {}
+    table = uow.contacts.table
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):  # stay far below every backend's parameter limit
+        chunk = wanted[start:start + 500]
+        rows = uow.connection.execute(  # type: ignore[union-attr]
+            sa.select(table.c[column], table.c.id).where(table.c[column].in_(chunk)).order_by(table.c.created_at.desc(), table.c.id.desc())
+        )
+        for value, ident in rows:
+            found[value] = ident  # ordered newest first, so the oldest ends up kept
+    return found
+
+
+def _lookup_external(uow: UnitOfWork, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return {}
+    table = uow.tables["external_ids"]
+    found: dict[tuple[str, str], str] = {}
+    for start in range(0, len(wanted), 250):
+        chunk = wanted[start:start + 250]
+        condition = sa.or_(*(sa.and_(table.c.system == system, table.c.value == value) for system, value in chunk))
+        for row in uow.connection.execute(sa.select(table.c.system, table.c.value, table.c.contact_id).where(condition)):  # type: ignore[union-attr]
+            found[(row.system, row.value)] = row.contact_id
+    return found
 
 
 @hookimpl(trylast=True)
-def crmkit_match(record: IntakeRecord, crm: CRM) -> str | None:
-    """Exact matches on the identifiers that identify a person: e-mail, phone, account number."""
-    clean = record.clean
+def crmkit_match_batch(records: list[IntakeRecord], crm: CRM) -> None:
+    """External ids first, then exact e-mail, phone and account number; one query per key."""
+    if not records:
+        return
     with crm.read() as uow:
-        repo = uow.contacts
-        for field in ("email", "phone", "account_number"):
-            value = clean.get(field)
-            if value:
-                found = repo.first(repo.where(**{field: value}))
-                if found is not None:
-                    return found.id
-    return None
+        by_external = _lookup_external(uow, (pair for r in records for pair in r.external_ids.items()))
+        by_key = {key: _lookup(uow, key, (r.clean[key] for r in records if r.clean.get(key))) for key in MATCH_KEYS}
+    for record in records:
+        record.match_id = next((by_external[p] for p in record.external_ids.items() if p in by_external), None)
+        for key in MATCH_KEYS:
+            if record.match_id is None and record.clean.get(key):
+                record.match_id = by_key[key].get(record.clean[key])
 
 
-def _merge_into(existing: Any, clean: dict[str, Any]) -> dict[str, Any]:
+def merge_changes(existing: Any, clean: dict[str, Any]) -> dict[str, Any]:
     """Values from an inbound record that change ``existing``: non-empty values win, tags
     accumulate, custom fields and nested objects merge key by key."""
     changes: dict[str, Any] = {}
@@ -83,30 +126,100 @@ def _merge_into(existing: Any, clean: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
-@hookimpl(trylast=True)
-def crmkit_persist(record: IntakeRecord, crm: CRM, uow: UnitOfWork) -> str | None:
-    if record.match_id and record.on_duplicate != OnDuplicate.CREATE:
-        existing = uow.contacts.get(record.match_id)
-        changes = _merge_into(existing, record.clean) if record.on_duplicate == OnDuplicate.UPDATE else {}
+class _BatchWriter:
+    """Writes one batch: creates new contacts in bulk, updates matched ones, and makes later
+    records of the batch match contacts created by earlier ones (no duplicates within a file)."""
+
+    def __init__(self, uow: UnitOfWork):
+        self.uow = uow
+        self.created: dict[str, Contact] = {}
+        self.created_by_key: dict[tuple[str, str], str] = {}
+        self.new_rows: list[dict[str, Any]] = []
+        self.external_rows: list[dict[str, Any]] = []
+        self.known_external: set[tuple[str, str]] = set()
+        self.sources: dict[str, str] = {}
+
+    def write(self, record: IntakeRecord) -> None:
+        if record.match_id is None and record.on_duplicate != OnDuplicate.CREATE:
+            record.match_id = self._created_match(record)
+        if record.match_id and record.on_duplicate != OnDuplicate.CREATE:
+            self._update(record)
+        else:
+            self._create(record)
+        now = utcnow()
+        for system, value in record.external_ids.items():
+            if (system, value) not in self.known_external:
+                self.known_external.add((system, value))
+                self.external_rows.append({"system": system, "value": value, "contact_id": record.contact_id, "created_at": now})
+
+    def _created_match(self, record: IntakeRecord) -> str | None:
+        for system, value in record.external_ids.items():
+            if ("ext:" + system, value) in self.created_by_key:
+                return self.created_by_key[("ext:" + system, value)]
+        for key in MATCH_KEYS:
+            value = record.clean.get(key)
+            if value and (key, value) in self.created_by_key:
+                return self.created_by_key[(key, value)]
+        return None
+
+    def _create(self, record: IntakeRecord) -> None:
+        contact = Contact(**{k: v for k, v in record.clean.items() if v is not None})
+        contact.created_at = contact.updated_at = utcnow()
+        self.created[contact.id] = contact
+        self.new_rows.append(to_row(contact))
+        for key in MATCH_KEYS:
+            if record.clean.get(key):
+                self.created_by_key.setdefault((key, record.clean[key]), contact.id)
+        for system, value in record.external_ids.items():
+            self.created_by_key.setdefault(("ext:" + system, value), contact.id)
+        self.sources[contact.id] = record.source
+        record.contact_id, record.outcome = contact.id, "created"
+
+    def _update(self, record: IntakeRecord) -> None:
+        assert record.match_id is not None
+        record.contact_id = record.match_id
+        pending = self.created.get(record.match_id)
+        if pending is not None:  # matched a contact created earlier in this very batch
+            changes = merge_changes(pending, record.clean) if record.on_duplicate == OnDuplicate.UPDATE else {}
+            for key, value in changes.items():
+                setattr(pending, key, value)
+            if changes:
+                row = next(r for r in self.new_rows if r["id"] == pending.id)
+                row.update(to_row(pending))
+            record.outcome = "updated" if changes else "skipped"
+            return
+        existing = self.uow.contacts.get(record.match_id)
+        changes = merge_changes(existing, record.clean) if record.on_duplicate == OnDuplicate.UPDATE else {}
         if not changes:
             record.outcome = "skipped"
-            return existing.id
+            return
         before = to_jsonable(existing)
         for key, value in changes.items():
             setattr(existing, key, value)
-        uow.contacts.update(existing)
+        self.uow.contacts.update(existing)
         after = to_jsonable(existing)
         diff = {k: {"from": before[k], "to": after[k]} for k in changes}
-        uow.emit("contact.updated", existing.id, {"changes": diff, "version": existing.version, "source": record.source})
+        self.uow.emit("contact.updated", existing.id, {"changes": diff, "version": existing.version, "source": record.source})
         record.outcome = "updated"
-        return existing.id
-    from crmkit.domain import Contact
 
-    contact = Contact(**{k: v for k, v in record.clean.items() if v is not None})
-    contact.created_at = contact.updated_at = utcnow()
-    uow.contacts.add(contact)
-    payload = to_jsonable(contact)
-    payload["intake_source"] = record.source
-    uow.emit("contact.created", contact.id, payload)
-    record.outcome = "created"
-    return contact.id
+    def flush(self) -> None:
+        if self.new_rows:
+            self.uow.connection.execute(sa.insert(self.uow.contacts.table), self.new_rows)  # type: ignore[union-attr]
+        for contact in self.created.values():  # after in-batch merges, so payloads are final
+            payload = to_jsonable(contact)
+            payload["intake_source"] = self.sources[contact.id]
+            self.uow.emit("contact.created", contact.id, payload)
+        if self.external_rows:
+            table = self.uow.tables["external_ids"]
+            existing = _lookup_external(self.uow, ((r["system"], r["value"]) for r in self.external_rows))
+            rows = [r for r in self.external_rows if (r["system"], r["value"]) not in existing]
+            if rows:
+                self.uow.connection.execute(sa.insert(table), rows)  # type: ignore[union-attr]
+
+
+@hookimpl(trylast=True)
+def crmkit_persist_batch(records: list[IntakeRecord], uow: UnitOfWork) -> None:
+    writer = _BatchWriter(uow)
+    for record in records:
+        writer.write(record)
+    writer.flush()

@@ -19,6 +19,24 @@ if TYPE_CHECKING:
 
 E = TypeVar("E")
 
+
+@attrs.define
+class ValidationContext:
+    """Per-batch validation state: specs and custom fields loaded once, references cached."""
+
+    uow: UnitOfWork
+    specs: list[f.FieldSpec]
+    custom: list[CustomFieldDefinition]
+    known_ids: set[tuple[str, str]] = attrs.field(factory=set)
+
+    def exists(self, repo_name: str, ident: str) -> bool:
+        if (repo_name, ident) in self.known_ids:
+            return True
+        if getattr(self.uow, repo_name).find(ident) is None:
+            return False
+        self.known_ids.add((repo_name, ident))
+        return True
+
 READ_ONLY = ("id", "version", "created_at", "updated_at")
 
 
@@ -51,15 +69,23 @@ class EntityService(Service, Generic[E]):
             return []
         return uow.custom_fields.list(uow.custom_fields.where(entity=self.custom_entity), order_by=("name",))
 
+    def validation_context(self, uow: UnitOfWork) -> ValidationContext:
+        """What validating many records needs once: field specs, custom field definitions,
+        and a cache of referenced ids already checked."""
+        return ValidationContext(uow=uow, specs=self.specs(), custom=self._custom_definitions(uow))
+
     def parse(self, uow: UnitOfWork, data: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
         """Validate ``data`` (core fields and custom fields) and return clean values."""
-        clean = f.parse_input(data, self.specs(), partial=partial, read_only=READ_ONLY)
+        return self.parse_with(self.validation_context(uow), data, partial=partial)
+
+    def parse_with(self, context: ValidationContext, data: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
+        clean = f.parse_input(data, context.specs, partial=partial, read_only=READ_ONLY)
         if self.custom_entity is not None and ("custom" in clean or not partial):
-            clean["custom"] = validate_custom(self._custom_definitions(uow), clean.get("custom") or {}, partial=partial)
-        self.check(uow, clean, partial=partial)
+            clean["custom"] = validate_custom(context.custom, clean.get("custom") or {}, partial=partial)
+        self.check(context, clean, partial=partial)
         return clean
 
-    def check(self, uow: UnitOfWork, clean: dict[str, Any], *, partial: bool) -> None:
+    def check(self, context: ValidationContext, clean: dict[str, Any], *, partial: bool) -> None:
         """Cross-field and reference checks; override and raise ``ValidationFailed``."""
 
     def create(self, data: Mapping[str, Any], *, actor: str | None = None) -> E:

@@ -13,7 +13,7 @@ from crmkit.domain.custom_fields import CustomFieldDefinition, FieldType
 from crmkit.domain.values import ConsentStatus, utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.serialize import to_jsonable
-from crmkit.services.base import EntityService, Service
+from crmkit.services.base import EntityService, Service, ValidationContext
 from crmkit.services.records import check_references
 from crmkit.storage.uow import UnitOfWork
 
@@ -21,8 +21,8 @@ from crmkit.storage.uow import UnitOfWork
 class ActivityService(EntityService[domain.Activity]):
     repo_name, kind, entity_cls = "activities", "activity", domain.Activity
 
-    def check(self, uow: UnitOfWork, clean: dict[str, Any], *, partial: bool) -> None:
-        check_references(uow, clean, {"contact_id": "contacts", "deal_id": "deals", "organization_id": "organizations"})
+    def check(self, context: ValidationContext, clean: dict[str, Any], *, partial: bool) -> None:
+        check_references(context, clean, {"contact_id": "contacts", "deal_id": "deals", "organization_id": "organizations"})
 
     def log(self, data: Mapping[str, Any], *, actor: str | None = None) -> domain.Activity:
         """Append an activity. With an ``external_id`` the call is idempotent per channel: a
@@ -55,8 +55,8 @@ class ActivityService(EntityService[domain.Activity]):
 class TaskService(EntityService[domain.Task]):
     repo_name, kind, entity_cls = "tasks", "task", domain.Task
 
-    def check(self, uow: UnitOfWork, clean: dict[str, Any], *, partial: bool) -> None:
-        check_references(uow, clean, {"assignee_id": "users", "contact_id": "contacts", "deal_id": "deals"})
+    def check(self, context: ValidationContext, clean: dict[str, Any], *, partial: bool) -> None:
+        check_references(context, clean, {"assignee_id": "users", "contact_id": "contacts", "deal_id": "deals"})
 
     def complete(self, task_id: str, *, actor: str | None = None) -> domain.Task:
         with self.uow(actor) as uow:
@@ -86,7 +86,7 @@ class ConsentService(Service):
 
     def record_in(self, uow: UnitOfWork, data: Mapping[str, Any]) -> domain.Consent:
         clean = f.parse_input(data, domain.Consent.field_specs(), read_only=("id",))
-        check_references(uow, clean, {"contact_id": "contacts"})
+        check_references(ValidationContext(uow=uow, specs=[], custom=[]), clean, {"contact_id": "contacts"})
         if clean.get("recorded_at") is None:
             clean.pop("recorded_at", None)
         consent = domain.Consent(**{k: v for k, v in clean.items() if v is not None})

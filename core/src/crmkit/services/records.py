@@ -7,18 +7,17 @@ from typing import Any
 from crmkit import domain
 from crmkit.domain import fields as f
 from crmkit.errors import FieldIssue, ValidationFailed
-from crmkit.services.base import EntityService
-from crmkit.storage.uow import UnitOfWork
+from crmkit.services.base import EntityService, ValidationContext
 
 IDENTITY_FIELDS = ("email", "phone", "first_name", "last_name")
 
 
-def check_references(uow: UnitOfWork, clean: dict[str, Any], refs: dict[str, str]) -> None:
+def check_references(context: ValidationContext, clean: dict[str, Any], refs: dict[str, str]) -> None:
     """Every ``*_id`` given must name an existing record; report all missing ones at once."""
     issues = []
     for field, repo_name in refs.items():
         ident = clean.get(field)
-        if ident is not None and getattr(uow, repo_name).find(ident) is None:
+        if ident is not None and not context.exists(repo_name, ident):
             issues.append(FieldIssue(field, "not_found", f"no {repo_name[:-1]} with id {ident!r}"))
     if issues:
         raise ValidationFailed(issues)
@@ -30,11 +29,11 @@ class ContactService(EntityService[domain.Contact]):
     def specs(self) -> list[f.FieldSpec]:
         return domain.Contact.field_specs(self.crm.config.default_region)
 
-    def check(self, uow: UnitOfWork, clean: dict[str, Any], *, partial: bool) -> None:
+    def check(self, context: ValidationContext, clean: dict[str, Any], *, partial: bool) -> None:
         if not partial and not any(clean.get(name) for name in IDENTITY_FIELDS):
             raise ValidationFailed.single("email", "required", "a contact needs at least one of email, phone, first_name or last_name")
         source = clean.get("source")
-        check_references(uow, {"owner_id": clean.get("owner_id"), "organization_id": clean.get("organization_id"),
+        check_references(context, {"owner_id": clean.get("owner_id"), "organization_id": clean.get("organization_id"),
                                "source.campaign_id": getattr(source, "campaign_id", None)},
                          {"owner_id": "users", "organization_id": "organizations", "source.campaign_id": "campaigns"})
 
@@ -49,14 +48,14 @@ class OrganizationService(EntityService[domain.Organization]):
     def specs(self) -> list[f.FieldSpec]:
         return domain.Organization.field_specs(self.crm.config.default_region)
 
-    def check(self, uow: UnitOfWork, clean: dict[str, Any], *, partial: bool) -> None:
-        check_references(uow, clean, {"owner_id": "users"})
+    def check(self, context: ValidationContext, clean: dict[str, Any], *, partial: bool) -> None:
+        check_references(context, clean, {"owner_id": "users"})
 
 
 class CampaignService(EntityService[domain.Campaign]):
     repo_name, kind, entity_cls = "campaigns", "campaign", domain.Campaign
 
-    def check(self, uow: UnitOfWork, clean: dict[str, Any], *, partial: bool) -> None:
+    def check(self, context: ValidationContext, clean: dict[str, Any], *, partial: bool) -> None:
         starts, ends = clean.get("starts_on"), clean.get("ends_on")
         if starts and ends and ends < starts:
             raise ValidationFailed.single("ends_on", "before_start", "a campaign cannot end before it starts")
@@ -72,8 +71,9 @@ class TeamService(EntityService[domain.Team]):
 class UserService(EntityService[domain.User]):
     repo_name, kind, entity_cls = "users", "user", domain.User
 
-    def check(self, uow: UnitOfWork, clean: dict[str, Any], *, partial: bool) -> None:
-        check_references(uow, clean, {"team_id": "teams"})
+    def check(self, context: ValidationContext, clean: dict[str, Any], *, partial: bool) -> None:
+        check_references(context, clean, {"team_id": "teams"})
         email = clean.get("email")
-        if email and uow.users.first(uow.users.where(email=email)) is not None:
+        users = context.uow.users
+        if email and users.first(users.where(email=email)) is not None:
             raise ValidationFailed.single("email", "duplicate", f"a user with e-mail {email} exists already")

@@ -11,7 +11,7 @@ from crmkit.domain.sales import build_pipeline
 from crmkit.domain.values import Outcome
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.serialize import to_jsonable
-from crmkit.services.base import EntityService, Service
+from crmkit.services.base import EntityService, Service, ValidationContext
 from crmkit.services.records import check_references
 from crmkit.storage.uow import UnitOfWork
 
@@ -53,8 +53,8 @@ class PipelineService(Service):
 class DealService(EntityService[domain.Deal]):
     repo_name, kind, entity_cls, custom_entity = "deals", "deal", domain.Deal, "deal"
 
-    def check(self, uow: UnitOfWork, clean: dict[str, Any], *, partial: bool) -> None:
-        check_references(uow, clean, {"contact_id": "contacts", "organization_id": "organizations", "owner_id": "users"})
+    def check(self, context: ValidationContext, clean: dict[str, Any], *, partial: bool) -> None:
+        check_references(context, clean, {"contact_id": "contacts", "organization_id": "organizations", "owner_id": "users"})
 
     def create_in(self, uow: UnitOfWork, data: Mapping[str, Any]) -> domain.Deal:
         """Create a deal. ``pipeline`` (name or id) is required; ``stage`` defaults to the

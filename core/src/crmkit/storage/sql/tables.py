@@ -210,6 +210,15 @@ def core_metadata() -> sa.MetaData:
         sa.UniqueConstraint("entity", "name"),
     )
     sa.Table(
+        "external_ids", md,
+        # A contact's identifiers in other systems (a shop's customer number, an import's row
+        # key): matching on them makes re-imports and webhook redeliveries idempotent.
+        sa.Column("system", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(255), primary_key=True),
+        _fk("contact_id", "contacts.id", nullable=False, ondelete="CASCADE"),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+    )
+    sa.Table(
         "outbox_events", md,
         sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("id", ID, nullable=False, unique=True),
@@ -238,5 +247,5 @@ def core_metadata() -> sa.MetaData:
 CORE_TABLES = (
     "teams", "users", "organizations", "campaigns", "contacts", "pipelines", "stages", "deals",
     "stage_changes", "activities", "tasks", "consents", "custom_field_definitions",
-    "outbox_events", "event_deliveries",
+    "external_ids", "outbox_events", "event_deliveries",
 )
