@@ -75,33 +75,42 @@ class Dispatcher:
 
     # --- claiming ---------------------------------------------------------------------
 
-    def _claim(self, event_id: str, now: datetime) -> bool:
+    def _due(self, now: datetime) -> sa.ColumnElement[bool]:
         o = self.outbox.c
+        return sa.and_(o.dispatched_at.is_(None), sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now))
+
+    def _claim(self, now: datetime, ids: list[str] | None = None, limit: int = 500) -> list[str]:
+        """Take a lease on due events (the given ones, or the oldest ``limit``) and return the
+        ids won. One transaction: rows are selected ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
+        and MariaDB (concurrent dispatchers split the work instead of queueing), and SQLite's
+        ``BEGIN IMMEDIATE`` serialises claimers; the lease makes the rows not due for others."""
+        o = self.outbox.c
+        stmt = sa.select(o.id).where(self._due(now)).order_by(o.seq)
+        stmt = stmt.where(o.id.in_(ids)) if ids is not None else stmt.limit(limit)
+        if self.engine.dialect.name != "sqlite":
+            stmt = stmt.with_for_update(skip_locked=True)
         with self.engine.connect().execution_options(crmkit_write=True) as conn, conn.begin():
-            result = conn.execute(
-                sa.update(self.outbox)
-                .where(o.id == event_id, o.dispatched_at.is_(None), sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now))
-                .values(next_attempt_at=now + LEASE)
-            )
-            return result.rowcount == 1
+            won = [row.id for row in conn.execute(stmt)]
+            if won:
+                conn.execute(sa.update(self.outbox).where(o.id.in_(won)).values(next_attempt_at=now + LEASE))
+        return won
 
     def pending_ids(self, limit: int = 500, now: datetime | None = None) -> list[str]:
-        now = now or utcnow()
+        """Ids of events that are due (not dispatched, not leased, retry time reached)."""
         o = self.outbox.c
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(o.id).where(o.dispatched_at.is_(None), sa.or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now))
-                .order_by(o.seq).limit(limit)
-            )
-            return [r.id for r in rows]
+            return [r.id for r in conn.execute(sa.select(o.id).where(self._due(now or utcnow())).order_by(o.seq).limit(limit))]
 
     # --- dispatching ------------------------------------------------------------------
 
     def dispatch(self, events: Iterable[Event]) -> DispatchReport:
         """Dispatch events that were just committed (the inline, embedded path)."""
+        known = {e.id: e for e in events}
         report = DispatchReport()
-        for event in events:
-            report += self._dispatch_one(event.id, utcnow(), known=event)
+        ids = list(known)
+        for start in range(0, len(ids), 500):
+            now = utcnow()
+            report += self._dispatch_batch(self._claim(now, ids[start:start + 500]), now, known)
         return report
 
     def drain(self, limit: int | None = None, now: datetime | None = None) -> DispatchReport:
@@ -109,68 +118,82 @@ class Dispatcher:
         report = DispatchReport()
         done = 0
         while limit is None or done < limit:
-            batch = self.pending_ids(min(500, limit - done) if limit else 500, now)
-            if not batch:
+            at = now or utcnow()
+            claimed = self._claim(at, limit=min(500, limit - done) if limit else 500)
+            if not claimed:
                 break
-            for event_id in batch:
-                report += self._dispatch_one(event_id, now or utcnow())
-            done += len(batch)
+            report += self._dispatch_batch(claimed, at, {})
+            done += len(claimed)
         return report
 
-    def _dispatch_one(self, event_id: str, now: datetime, known: Event | None = None) -> DispatchReport:
-        if not self._claim(event_id, now):
-            return DispatchReport()  # another dispatcher has it, or it is not due
+    def _dispatch_batch(self, event_ids: list[str], now: datetime, known: dict[str, Event]) -> DispatchReport:
+        if not event_ids:
+            return DispatchReport()
+        subscribers = self.subscribers()
+        o, d = self.outbox.c, self.deliveries.c
         with self.engine.connect() as conn:
-            if known is None:
-                known = _row_to_event(conn.execute(sa.select(self.outbox).where(self.outbox.c.id == event_id)).one())
-            previous = {r.subscriber: r for r in conn.execute(sa.select(self.deliveries).where(self.deliveries.c.event_id == event_id))}
-        outcomes: dict[str, tuple[str, str | None]] = {}
-        for impl in self.subscribers():
-            name = impl.plugin_name
-            before = previous.get(name)
-            if before is not None and before.status in ("ok", "dead"):
-                continue
-            try:
-                impl.function(**{arg: {"event": known, "crm": self.crm}[arg] for arg in impl.argnames})
-                outcomes[name] = ("ok", None)
-            except Exception as exc:  # a subscriber's failure must not touch the write or other subscribers
-                log.warning("event %s (%s): subscriber %r failed: %s", event_id, known.type, name, exc, exc_info=True)
-                outcomes[name] = ("failed", f"{type(exc).__name__}: {exc}")
-        return self._record(event_id, now, previous, outcomes)
-
-    def _record(self, event_id: str, now: datetime, previous: dict[str, Any], outcomes: dict[str, tuple[str, str | None]]) -> DispatchReport:
-        report = DispatchReport()
-        any_failed = any(status == "failed" for status, _ in outcomes.values())
-        retry_at: datetime | None = None
-        with self.engine.connect().execution_options(crmkit_write=True) as conn, conn.begin():
-            # Successes are only written when a retry will follow (or already happened), so the
-            # happy path costs one UPDATE per event.
-            for name, (status, error) in outcomes.items():
-                before = previous.get(name)
-                if status == "ok" and not any_failed and before is None:
+            missing = [i for i in event_ids if i not in known]
+            if missing:
+                known = {**known, **{r.id: _row_to_event(r) for r in conn.execute(sa.select(self.outbox).where(o.id.in_(missing)))}}
+            previous: dict[str, dict[str, Any]] = {}
+            for row in conn.execute(sa.select(self.deliveries).where(d.event_id.in_(event_ids))):
+                previous.setdefault(row.event_id, {})[row.subscriber] = row
+        results = []
+        for event_id in event_ids:
+            event, before = known[event_id], previous.get(event_id, {})
+            outcomes: dict[str, tuple[str, str | None]] = {}
+            for impl in subscribers:
+                name = impl.plugin_name
+                if name in before and before[name].status in ("ok", "dead"):
                     continue
-                attempts = (before.attempts if before is not None else 0) + 1
-                next_at = None
-                if status == "failed":
-                    if attempts >= MAX_ATTEMPTS:
-                        status = "dead"
-                        report.dead += 1
+                try:
+                    impl.function(**{arg: {"event": event, "crm": self.crm}[arg] for arg in impl.argnames})
+                    outcomes[name] = ("ok", None)
+                except Exception as exc:  # a subscriber's failure must not touch the write or other subscribers
+                    log.warning("event %s (%s): subscriber %r failed: %s", event_id, event.type, name, exc, exc_info=True)
+                    outcomes[name] = ("failed", f"{type(exc).__name__}: {exc}")
+            results.append((event_id, before, outcomes))
+        return self._record(results, now)
+
+    def _record(self, results: list[tuple[str, dict[str, Any], dict[str, tuple[str, str | None]]]], now: datetime) -> DispatchReport:
+        """Write the outcome of a batch in one transaction. Successes are only written when a
+        retry will follow (or already happened), so the happy path costs one UPDATE per batch."""
+        report = DispatchReport()
+        clean: list[str] = []
+        o, d = self.outbox.c, self.deliveries.c
+        with self.engine.connect().execution_options(crmkit_write=True) as conn, conn.begin():
+            for event_id, previous, outcomes in results:
+                any_failed = any(status == "failed" for status, _ in outcomes.values())
+                if not any_failed and not previous:
+                    clean.append(event_id)
+                    continue
+                retry_at: datetime | None = None
+                for name, (status, error) in outcomes.items():
+                    before = previous.get(name)
+                    if status == "ok" and not any_failed and before is None:
+                        continue
+                    attempts = (before.attempts if before is not None else 0) + 1
+                    next_at = None
+                    if status == "failed":
+                        if attempts >= MAX_ATTEMPTS:
+                            status = "dead"
+                            report.dead += 1
+                        else:
+                            next_at = now + backoff(attempts)
+                            retry_at = next_at if retry_at is None else min(retry_at, next_at)
+                            report.failed += 1
+                    values = {"status": status, "attempts": attempts, "last_error": error, "next_attempt_at": next_at, "updated_at": now}
+                    if before is None:
+                        conn.execute(sa.insert(self.deliveries).values(event_id=event_id, subscriber=name, **values))
                     else:
-                        next_at = now + backoff(attempts)
-                        retry_at = next_at if retry_at is None else min(retry_at, next_at)
-                        report.failed += 1
-                values = {"status": status, "attempts": attempts, "last_error": error, "next_attempt_at": next_at, "updated_at": now}
-                if before is None:
-                    conn.execute(sa.insert(self.deliveries).values(event_id=event_id, subscriber=name, **values))
+                        conn.execute(sa.update(self.deliveries).where(d.event_id == event_id, d.subscriber == name).values(**values))
+                if retry_at is None:
+                    clean.append(event_id)
                 else:
-                    d = self.deliveries.c
-                    conn.execute(sa.update(self.deliveries).where(d.event_id == event_id, d.subscriber == name).values(**values))
-            o = self.outbox.c
-            if retry_at is None:
-                conn.execute(sa.update(self.outbox).where(o.id == event_id).values(dispatched_at=now, next_attempt_at=None))
-                report.dispatched += 1
-            else:
-                conn.execute(sa.update(self.outbox).where(o.id == event_id).values(next_attempt_at=retry_at))
+                    conn.execute(sa.update(self.outbox).where(o.id == event_id).values(next_attempt_at=retry_at))
+            if clean:
+                conn.execute(sa.update(self.outbox).where(o.id.in_(clean)).values(dispatched_at=now, next_attempt_at=None))
+                report.dispatched += len(clean)
         return report
 
     # --- inspection -------------------------------------------------------------------
