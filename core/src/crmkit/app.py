@@ -22,7 +22,8 @@ class CRM:
     CLI and the HTTP API call; use them from Python the same way.
     """
 
-    def __init__(self, config: Config, plugins: Plugins, *, migrate: bool = False, dispatch_inline: bool = True):
+    def __init__(self, config: Config, plugins: Plugins, *, migrate: bool = False, dispatch_inline: bool = True,
+                 check_schema: bool = True):
         from crmkit.events import Dispatcher
         from crmkit.intake import Intake
         from crmkit.privacy import Privacy
@@ -38,7 +39,7 @@ class CRM:
         self.backend = self._open_storage()
         if migrate:
             self.backend.upgrade()
-        else:
+        elif check_schema:
             self.backend.require_current()
 
         self.contacts = ContactService(self)
@@ -132,6 +133,7 @@ def open(  # noqa: A001 - ``crmkit.open`` reads naturally, like ``sqlite3.connec
     migrate: bool = False,
     dispatch_inline: bool = True,
     load_entry_points: bool = True,
+    check_schema: bool = True,
 ) -> CRM:
     """Open a CRM.
 
@@ -142,6 +144,8 @@ def open(  # noqa: A001 - ``crmkit.open`` reads naturally, like ``sqlite3.connec
     :param migrate: apply pending migrations first (otherwise an out-of-date schema is an error).
     :param dispatch_inline: hand events to subscribers right after each commit; with False
         they wait in the outbox for ``crm.events.drain()`` or a worker.
+    :param check_schema: refuse a database whose schema is behind the code (only inspection
+        such as ``crmkit db current`` turns this off).
     """
     if isinstance(config_or_url, Config):
         config = config_or_url
@@ -155,4 +159,4 @@ def open(  # noqa: A001 - ``crmkit.open`` reads naturally, like ``sqlite3.connec
         extra_plugins=plugins,
         load_entry_points=load_entry_points,
     )
-    return CRM(config, manager, migrate=migrate, dispatch_inline=dispatch_inline)
+    return CRM(config, manager, migrate=migrate, dispatch_inline=dispatch_inline, check_schema=check_schema)
