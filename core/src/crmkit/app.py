@@ -7,9 +7,10 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+import sqlalchemy as sa
+
 from crmkit.config import Config, build_settings, load_config
-from crmkit.domain.events import CORE_EVENT_TYPES
-from crmkit.errors import ConfigError, CRMError
+from crmkit.errors import ConfigError, CRMError, PluginError
 from crmkit.plugins import Plugins, Registry, make_plugin_manager
 from crmkit.storage.sql.tables import core_metadata
 from crmkit.storage.uow import UnitOfWork
@@ -37,26 +38,30 @@ class CRM:
         self.settings = self._load_settings()
         self.event_types: Registry[str] = plugins.collect("crmkit_register_event_types", Registry("event type"))
         self.backend = self._open_storage()
-        if migrate:
-            self.backend.upgrade()
-        elif check_schema:
-            self.backend.require_current()
+        try:
+            if migrate:
+                self.backend.upgrade()
+            elif check_schema:
+                self.backend.require_current()
 
-        self.contacts = ContactService(self)
-        self.organizations = OrganizationService(self)
-        self.pipelines = PipelineService(self)
-        self.deals = DealService(self)
-        self.activities = ActivityService(self)
-        self.tasks = TaskService(self)
-        self.campaigns = CampaignService(self)
-        self.consents = ConsentService(self)
-        self.users = UserService(self)
-        self.teams = TeamService(self)
-        self.custom_fields = CustomFieldService(self)
-        self.intake = Intake(self)
-        self.events = Dispatcher(self)
-        self.privacy = Privacy(self)
-        plugins.call("crmkit_startup", crm=self)
+            self.contacts = ContactService(self)
+            self.organizations = OrganizationService(self)
+            self.pipelines = PipelineService(self)
+            self.deals = DealService(self)
+            self.activities = ActivityService(self)
+            self.tasks = TaskService(self)
+            self.campaigns = CampaignService(self)
+            self.consents = ConsentService(self)
+            self.users = UserService(self)
+            self.teams = TeamService(self)
+            self.custom_fields = CustomFieldService(self)
+            self.intake = Intake(self)
+            self.events = Dispatcher(self)
+            self.privacy = Privacy(self)
+            plugins.call("crmkit_startup", crm=self)
+        except BaseException:
+            self.backend.dispose()  # a failed open must not leave its connection pool behind
+            raise
 
     # --- wiring -------------------------------------------------------------------------
 
@@ -79,7 +84,7 @@ class CRM:
         if scheme not in backends:
             raise ConfigError(f"no storage backend for {scheme!r} URLs (installed: {', '.join(sorted(backends)) or 'none'})")
         metadata = core_metadata()
-        tables: Registry[Any] = self.plugins.collect("crmkit_register_tables", Registry("table", key=lambda t: t.name), metadata=metadata)
+        tables = self._collect_tables(metadata)
         migrations: Registry[str] = self.plugins.collect("crmkit_register_migrations", Registry("migration branch"))
         migrated_owners = {migrations.owners[label] for label in migrations}
         unmigrated = [name for name, owner in tables.owners.items() if owner not in migrated_owners]
@@ -90,6 +95,21 @@ class CRM:
             unmigrated_tables=unmigrated,
             event_types=self._check_event_type,
         )
+
+    def _collect_tables(self, metadata: sa.MetaData) -> Registry[sa.Table]:
+        core_tables = set(metadata.tables)
+        tables: Registry[sa.Table] = Registry("table", key=lambda t: t.name)
+        try:
+            return self.plugins.collect("crmkit_register_tables", tables, metadata=metadata)
+        except PluginError as exc:
+            # SQLAlchemy refuses a second table of the same name before the plugin reaches
+            # register(), so the registry never sees the clash: name the first owner here.
+            cause = exc.__cause__
+            clash = next((name for name in metadata.tables if f"'{name}'" in str(cause)), None)
+            if not isinstance(cause, sa.exc.InvalidRequestError) or clash is None:
+                raise
+            owner = "the crmkit core" if clash in core_tables else f"plugin {tables.owners[clash]!r}" if clash in tables else "another plugin"
+            raise PluginError(exc.plugin, f"table {clash!r} is already defined by {owner}") from cause
 
     def _check_event_type(self, event_type: str) -> None:
         if event_type not in self.event_types:

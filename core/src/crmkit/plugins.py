@@ -227,7 +227,11 @@ def make_plugin_manager(
     pm.add_hookspecs(hookspecs)
     origins: dict[str, tuple[str | None, str | None, bool]] = {}
 
-    def register(plugin: object, name: str) -> None:
+    def register(plugin: object, name: str, origin: tuple[str | None, str | None, bool]) -> None:
+        if pm.has_plugin(name):
+            first, second = (o[0] or "passed to crmkit.open" for o in (origins[name], origin))
+            raise PluginError(name, f"two plugins have this name (from {first!r} and {second!r}); rename or disable one")
+        origins[name] = origin
         try:
             pm.register(plugin, name=name)
         except ValueError as exc:
@@ -237,26 +241,23 @@ def make_plugin_manager(
 
     for module_name in BUILTIN_PLUGINS:
         if wanted(module_name):
-            register(importlib.import_module(module_name), module_name)
-            origins[module_name] = ("crmkit", _version("crmkit"), True)
+            register(importlib.import_module(module_name), module_name, ("crmkit", _version("crmkit"), True))
 
     if load_entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if not wanted(ep.name) or pm.has_plugin(ep.name):
-                continue
+            dist = ep.dist.name if ep.dist else None
+            if not wanted(ep.name) or (pm.has_plugin(ep.name) and origins[ep.name][0] == dist):
+                continue  # the same distribution seen twice on sys.path
             try:
                 plugin = ep.load()
             except Exception as exc:
                 raise PluginError(ep.name, f"entry point {ep.value!r} failed to load: {type(exc).__name__}: {exc}") from exc
-            register(plugin, ep.name)
-            dist = ep.dist.name if ep.dist else None
-            origins[ep.name] = (dist, ep.dist.version if ep.dist else None, False)
+            register(plugin, ep.name, (dist, ep.dist.version if ep.dist else None, False))
 
     for plugin in extra_plugins:
         name = _plugin_name(plugin)
         if wanted(name):
-            register(plugin, name)
-            origins[name] = (None, None, False)
+            register(plugin, name, (None, None, False))
 
     _check_pending(pm)
     return Plugins(pm, origins)
@@ -270,10 +271,14 @@ def _check_pending(pm: pluggy.PluginManager) -> None:
         for attr in dir(plugin):
             if not attr.startswith("crmkit_") or not callable(getattr(plugin, attr, None)):
                 continue
-            if getattr(pm.hook, attr, None) is None or not getattr(pm.hook, attr).has_spec():
+            caller = getattr(pm.hook, attr, None)
+            if caller is None or not caller.has_spec():
                 suggestion = _closest(attr, [n for n in dir(hookspecs) if n.startswith("crmkit_")])
                 hint = f"; did you mean {suggestion!r}?" if suggestion else ""
                 raise PluginError(name, f"implements unknown hook {attr!r}{hint}")
+            if not any(impl.plugin is plugin for impl in caller.get_hookimpls()):
+                # pluggy ignores functions without the marker: say so instead of never calling it.
+                raise PluginError(name, f"defines {attr!r} without the @crmkit.hookimpl decorator, so it would never be called")
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
