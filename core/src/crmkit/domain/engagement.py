@@ -112,7 +112,7 @@ class Campaign:
         return [
             f.FieldSpec("name", f.text(255), required=True),
             f.FieldSpec("channel", f.text(64)),
-            f.FieldSpec("spend", f.decimal_(minimum=0)),
+            f.FieldSpec("spend", f.money(minimum=0)),
             f.FieldSpec("currency", f.currency),
             f.FieldSpec("starts_on", f.date_),
             f.FieldSpec("ends_on", f.date_),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -74,16 +75,17 @@ def datetime_(value: Any, field: str) -> Any:
     return None if value in (None, "") else values.parse_datetime(value, field)
 
 
-def decimal_(minimum: float | None = None) -> Parser:
-    def parse(value: Any, field: str) -> Any:
+def money(minimum: Decimal | int | None = None) -> Parser:
+    """An amount of money: exact to four decimal places and within what storage can hold."""
+    floor = None if minimum is None else Decimal(minimum)
+
+    def parse(value: Any, field: str) -> Decimal | None:
         if value in (None, ""):
             return None
         if isinstance(value, bool):
             raise ValidationFailed.single(field, "invalid_number", "must be a number")
-        result = values.parse_decimal(value, field)
-        if minimum is not None and result < minimum:
-            raise ValidationFailed.single(field, "out_of_range", f"must be at least {minimum}")
-        return result
+        # Floats (JSON numbers) are read through their shortest repr, so 19.99 stays 19.99.
+        return values.parse_money(value, field, floor)
 
     return parse
 

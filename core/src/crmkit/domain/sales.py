@@ -109,7 +109,7 @@ class Deal:
             f.FieldSpec("title", f.text(255), required=True),
             f.FieldSpec("contact_id", f.text(64)),
             f.FieldSpec("organization_id", f.text(64)),
-            f.FieldSpec("amount", f.decimal_(minimum=0)),
+            f.FieldSpec("amount", f.money(minimum=0)),
             f.FieldSpec("currency", f.currency),
             f.FieldSpec("expected_close", f.date_),
             f.FieldSpec("owner_id", f.text(64)),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 import attrs
 import email_validator
@@ -86,6 +86,26 @@ def parse_decimal(value: object, field: str) -> Decimal:
     if not result.is_finite():
         raise ValidationFailed.single(field, "invalid_number", f"{value!r} is not a finite number")
     return result
+
+
+#: Money is stored exactly, as a signed 64-bit count of 1/10,000 units: four decimal places
+#: cover every ISO 4217 currency, and the largest amount is 922,337,203,685,477.5807.
+MONEY_PLACES = 4
+MONEY_MAX = Decimal(2**63 - 1).scaleb(-MONEY_PLACES)
+
+
+def parse_money(value: object, field: str, minimum: Decimal | None = None) -> Decimal:
+    """A decimal amount that storage keeps exactly: rounding money silently is never right."""
+    result = parse_decimal(value, field)
+    if minimum is not None and result < minimum:
+        raise ValidationFailed.single(field, "out_of_range", f"must be at least {minimum}")
+    if abs(result) > MONEY_MAX:
+        raise ValidationFailed.single(field, "out_of_range", f"must be at most {MONEY_MAX}")
+    # In range, quantizing needs at most 19 digits, well inside the decimal context's 28.
+    if result != result.quantize(Decimal(1).scaleb(-MONEY_PLACES), rounding=ROUND_DOWN):
+        raise ValidationFailed.single(field, "too_precise", f"{value!r} has more than {MONEY_PLACES} decimal places")
+    # 1E+3 is shown as 1000: amounts travel as strings in JSON and people read them.
+    return result.quantize(Decimal(1)) if result.as_tuple().exponent > 0 else result
 
 
 def parse_date(value: object, field: str) -> date:

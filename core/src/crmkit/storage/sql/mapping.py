@@ -18,7 +18,8 @@ import attrs
 from crmkit import domain
 from crmkit.domain.values import Address, Attribution
 
-_NESTED_PREFIX = {"address": ("address_", Address), "source": ("source_", Attribution)}
+#: Value objects flattened into ``<field>_<attribute>`` columns.
+_NESTED = (Address, Attribution)
 
 
 @functools.cache
@@ -32,8 +33,9 @@ def _plan(cls: type) -> list[tuple[str, Any]]:
         target = args[0]
         if isinstance(target, type) and issubclass(target, enum.Enum):
             plan.append((field.name, target))
-        elif field.name in _NESTED_PREFIX:
-            plan.append((field.name, _NESTED_PREFIX[field.name]))
+        elif target in _NESTED:
+            # Decided by type, not name: Consent.source is plain text, Contact.source is not.
+            plan.append((field.name, (f"{field.name}_", target)))
         else:
             plan.append((field.name, None))
     return plan

@@ -122,7 +122,10 @@ class Repository(Generic[E]):
         stmt = sa.select(self.table).where(*conditions)
         if after is not None:
             key = sa.tuple_(*columns)
-            stmt = stmt.where(key < sa.tuple_(*after) if descending else key > sa.tuple_(*after))
+            # Bind each cursor value with its column's type: a bare tuple would bind an aware
+            # datetime as TIMESTAMPTZ, which PostgreSQL shifts by the session's time zone.
+            cursor = sa.tuple_(*(sa.literal(value, type_=column.type) for column, value in zip(columns, after, strict=True)))
+            stmt = stmt.where(key < cursor if descending else key > cursor)
         stmt = stmt.order_by(*(c.desc() if descending else c.asc() for c in columns))
         if limit is not None:
             stmt = stmt.limit(limit)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-MONEY_SCALE = 10_000  # four decimal places: exact for every ISO 4217 currency
+from crmkit.domain.values import MONEY_MAX, MONEY_PLACES
+
+MONEY_SCALE = 10**MONEY_PLACES  # four decimal places: exact for every ISO 4217 currency
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -48,7 +50,12 @@ class Money(sa.TypeDecorator[Decimal]):
     def process_bind_param(self, value: Decimal | int | None, dialect: sa.Dialect) -> int | None:
         if value is None:
             return None
-        return int((Decimal(value) * MONEY_SCALE).to_integral_value())
+        amount = Decimal(value)
+        # Refuse rather than round: input parsing (``parse_money``) keeps such values out, so
+        # reaching this is a programming error that must not cost anyone a cent.
+        if abs(amount) > MONEY_MAX or amount != amount.quantize(Decimal(1).scaleb(-MONEY_PLACES), rounding=ROUND_DOWN):
+            raise ValueError(f"{value!r} cannot be stored exactly as money (at most {MONEY_PLACES} decimal places, at most {MONEY_MAX})")
+        return int(amount.scaleb(MONEY_PLACES))
 
     def process_result_value(self, value: int | None, dialect: sa.Dialect) -> Decimal | None:
         if value is None:
