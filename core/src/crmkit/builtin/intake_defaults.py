@@ -90,6 +90,7 @@ def _lookup_external(uow: UnitOfWork, pairs: Iterable[tuple[str, str]]) -> dict[
 @hookimpl(trylast=True)
 def crmkit_match_batch(records: list[IntakeRecord], crm: CRM) -> None:
     """External ids first, then exact e-mail, phone and account number; one query per key."""
+    records = [r for r in records if r.match_id is None]  # a plugin's matcher ran first and wins
     if not records:
         return
     with crm.read() as uow:
@@ -221,5 +222,6 @@ class _BatchWriter:
 def crmkit_persist_batch(records: list[IntakeRecord], uow: UnitOfWork) -> None:
     writer = _BatchWriter(uow)
     for record in records:
-        writer.write(record)
+        if record.contact_id is None:  # not written by a plugin's batch writer, which ran first
+            writer.write(record)
     writer.flush()
