@@ -125,6 +125,7 @@ class SQLBackend:
         """Apply every branch's migrations, then create plugin tables that have none."""
         from alembic import command
 
+        self.scripts()
         with self.engine.begin() as connection:
             command.upgrade(self.alembic_config(connection), target)
             if self.unmigrated_tables:
@@ -139,18 +140,42 @@ class SQLBackend:
             return sorted(MigrationContext.configure(connection).get_current_heads())
 
     def heads(self) -> list[str]:
-        from alembic.script import ScriptDirectory
+        return sorted(self.scripts().get_heads())
 
-        return sorted(ScriptDirectory.from_config(self.alembic_config()).get_heads())
+    def scripts(self) -> Any:
+        """The migration scripts of every branch, checked to form one valid history: a plugin's
+        bad ``down_revision``/``depends_on`` is reported with the branches, not as a bare
+        ``KeyError`` from deep inside Alembic."""
+        from alembic.script import ScriptDirectory
+        from alembic.script.revision import RevisionError
+        from alembic.util import CommandError
+
+        scripts = ScriptDirectory.from_config(self.alembic_config())
+        try:
+            scripts.revision_map.heads  # builds the revision graph, where broken references surface
+        except (KeyError, RevisionError, CommandError) as exc:
+            branches = ", ".join(f"{label} ({path})" for label, path in self.migrations.items())
+            raise CRMError(
+                f"the migration scripts do not form a valid history: {type(exc).__name__}: {exc} "
+                f"(branches: {branches}); down_revision and depends_on must name a revision id or a "
+                f"branch label such as {CORE_BRANCH!r}"
+            ) from None
+        return scripts
 
     def require_current(self) -> None:
         """Refuse to run against a database whose schema is behind the code."""
         current, heads = set(self.current()), set(self.heads())
+        where = self.url.render_as_string(hide_password=True)
         if current != heads:
             raise CRMError(
-                f"the database at {self.url.render_as_string(hide_password=True)} is not migrated "
+                f"the database at {where} is not migrated "
                 f"(at {sorted(current) or 'nothing'}, code wants {sorted(heads)}); run `crmkit db upgrade`"
             )
+        # Plugin tables without migrations are only created by an upgrade: a plugin installed
+        # since the last one would otherwise fail later, on its first query.
+        missing = sorted(set(self.unmigrated_tables) - set(sa.inspect(self.engine).get_table_names())) if self.unmigrated_tables else []
+        if missing:
+            raise CRMError(f"the database at {where} lacks plugin table(s) {', '.join(missing)}; run `crmkit db upgrade`")
 
     def dispose(self) -> None:
         self.engine.dispose()
