@@ -152,7 +152,7 @@ class SQLBackend:
 
         scripts = ScriptDirectory.from_config(self.alembic_config())
         try:
-            scripts.revision_map.heads  # builds the revision graph, where broken references surface
+            scripts.get_heads()  # builds the revision graph, where broken references surface
         except (KeyError, RevisionError, CommandError) as exc:
             branches = ", ".join(f"{label} ({path})" for label, path in self.migrations.items())
             raise CRMError(
