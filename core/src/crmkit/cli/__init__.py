@@ -35,12 +35,12 @@ class CliContext:
 
         return load_config(self.config_path, database_url=self.database)
 
-    def crm(self, *, migrate: bool = False) -> Any:
+    def crm(self, *, migrate: bool = False, check_schema: bool = True) -> Any:
         """Open (once) the CRM the options point at."""
         if self._crm is None:
             import crmkit
 
-            self._crm = crmkit.open(self.load_config(), plugins=self.extra_plugins, migrate=migrate)
+            self._crm = crmkit.open(self.load_config(), plugins=self.extra_plugins, migrate=migrate, check_schema=check_schema)
         return self._crm
 
     def close(self) -> None:
