@@ -8,6 +8,7 @@ are new. A rollback discards both the changes and the events.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,8 @@ from crmkit.storage.sql.repository import Repository
 
 if TYPE_CHECKING:
     from crmkit.storage.sql.backend import SQLBackend
+
+log = logging.getLogger(__name__)
 
 _REPOSITORIES: dict[str, tuple[str, type, str]] = {
     "contacts": ("contacts", domain.Contact, "contact"),
@@ -122,4 +125,9 @@ class UnitOfWork:
             assert self.connection is not None
             self.connection.close()
         if self._committed and self.events and self.after_commit is not None:
-            self.after_commit(list(self.events))
+            try:
+                self.after_commit(list(self.events))
+            except Exception:
+                # The write and its events are committed and stay in the outbox for the next
+                # ``drain``: raising here would tell the caller a successful write failed.
+                log.exception("dispatching %d event(s) after commit failed; they stay in the outbox", len(self.events))
