@@ -28,6 +28,7 @@ class CRM:
         from crmkit.events import Dispatcher
         from crmkit.intake import Intake
         from crmkit.privacy import Privacy
+        from crmkit.merge.service import MergeService
         from crmkit.services.engagement import ActivityService, ConsentService, CustomFieldService, TaskService
         from crmkit.services.records import CampaignService, ContactService, OrganizationService, TeamService, UserService
         from crmkit.services.sales import DealService, PipelineService
@@ -58,6 +59,7 @@ class CRM:
             self.intake = Intake(self)
             self.events = Dispatcher(self)
             self.privacy = Privacy(self)
+            self.merges = MergeService(self)
             plugins.call("crmkit_startup", crm=self)
         except BaseException:
             self.backend.dispose()  # a failed open must not leave its connection pool behind

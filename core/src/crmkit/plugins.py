@@ -35,6 +35,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crmkit.builtin.intake_defaults",
     "crmkit.builtin.privacy_core",
     "crmkit.cli.core_commands",
+    "crmkit.merge.plugin",
+    "crmkit.cli.dedupe_commands",
 )
 
 T = TypeVar("T")

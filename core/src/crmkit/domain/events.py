@@ -52,6 +52,8 @@ CORE_EVENT_TYPES: dict[str, str] = {
     "consent.recorded": "a consent was granted or withdrawn",
     "custom_field.defined": "a custom field definition was added",
     "contact.erased": "a contact's personal data was erased",
+    "contact.merged": "a duplicate contact was merged into another (the survivor); the duplicate is gone",
+    "contact.merge_undone": "a merge was undone: both contacts and their links are back as before",
 }
 for _kind in ("campaign", "task", "user", "team", "activity"):
     CORE_EVENT_TYPES.setdefault(f"{_kind}.created", f"a {_kind} was created")

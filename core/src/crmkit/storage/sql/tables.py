@@ -219,6 +219,20 @@ def core_metadata() -> sa.MetaData:
         sa.Column("created_at", UTCDateTime(), nullable=False),
     )
     sa.Table(
+        "merges", md, _id(),
+        # The audit log of contact merges, and what undoing one needs. No foreign keys: the
+        # duplicate row is gone after a merge, and the record must outlive both contacts.
+        sa.Column("survivor_id", ID, nullable=False, index=True),
+        sa.Column("duplicate_id", ID, nullable=False, index=True),
+        sa.Column("rules", json_type(), nullable=False),
+        sa.Column("snapshot", json_type(), nullable=False),
+        sa.Column("consent_conflicts", json_type(), nullable=False),
+        sa.Column("actor", sa.String(64)),
+        sa.Column("merged_at", UTCDateTime(), nullable=False),
+        sa.Column("undone_at", UTCDateTime()),
+        sa.Column("undone_by", sa.String(64)),
+    )
+    sa.Table(
         "outbox_events", md,
         sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("id", ID, nullable=False, unique=True),
@@ -247,5 +261,5 @@ def core_metadata() -> sa.MetaData:
 CORE_TABLES = (
     "teams", "users", "organizations", "campaigns", "contacts", "pipelines", "stages", "deals",
     "stage_changes", "activities", "tasks", "consents", "custom_field_definitions",
-    "external_ids", "outbox_events", "event_deliveries",
+    "external_ids", "merges", "outbox_events", "event_deliveries",
 )
