@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-
 from crmkit import Contact, FieldIssue, PluginError, ValidationFailed, hookimpl
 from crmkit.serialize import to_jsonable
 

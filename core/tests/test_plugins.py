@@ -16,8 +16,6 @@ import attrs
 import click
 import pytest
 import sqlalchemy as sa
-
-import crmkit
 from crmkit import hookimpl
 from crmkit.cli import build_cli, main
 from crmkit.errors import ConfigError, PluginError
@@ -136,6 +134,10 @@ def test_entry_points_are_loaded(install_distribution, crm_factory):
     assert info["greeter"].builtin is False
     assert info["greeter"].hooks == ["crmkit_register_event_types"]
     assert crm.event_types.owners["greeter.greeted"] == "greeter"
+
+    # The installed module handed in again (as a plugin's own tests do) is registered once.
+    again = crm_factory(plugins=[importlib.import_module("crmkit_greeter")])
+    assert [p.name for p in again.plugins.info() if "greeter" in p.name] == ["greeter"]
 
     # load_entry_points=False is how an embedding application opts out.
     assert "greeter" not in names(crm_factory(load_entry_points=False).plugins)

@@ -38,7 +38,8 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 def crmkit_register_settings(register: Callable[[str, type], None]) -> None:
     """Declare the settings section a plugin reads from ``crmkit.toml``.
 
-    Called once while the configuration is loaded, before the CRM is opened.
+    Called once per CRM while :func:`crmkit.open` builds it, before storage is opened, so a
+    bad setting fails the open instead of the first request that reads it.
 
     :param register: ``register(section, settings_class)``. ``settings_class`` is an attrs
         class whose fields (with defaults) describe ``[plugins.<section>]``; crmkit validates
@@ -59,8 +60,9 @@ def crmkit_register_tables(metadata: sa.MetaData, register: Callable[[sa.Table],
         tables on it so foreign keys to core tables (``contacts.id`` …) resolve.
     :param register: ``register(table)`` records the table as the plugin's. Tables of plugins
         that declare no migrations (see :func:`crmkit_register_migrations`) are created by
-        ``crmkit db upgrade`` from their definition; plugins that evolve their schema should
-        ship Alembic migrations instead.
+        ``crmkit db upgrade`` from their definition, and a CRM refuses to open on a database
+        that lacks them; plugins that evolve their schema should ship Alembic migrations
+        instead.
     :return: None.
     """
 
@@ -69,11 +71,13 @@ def crmkit_register_tables(metadata: sa.MetaData, register: Callable[[sa.Table],
 def crmkit_register_migrations(register: Callable[[str, str], None]) -> None:
     """Declare a directory of Alembic migration scripts for the plugin's tables.
 
-    Called when migrations are run or inspected (``crmkit db upgrade``, ``db current``).
+    Called once per CRM when its storage is set up. Opening a CRM refuses a database that
+    lacks any branch's head; ``crmkit db upgrade`` (``crm.backend.upgrade()``) applies them.
 
     :param register: ``register(branch_label, versions_directory)``. The scripts form their
-        own Alembic branch (the first script has ``branch_labels = (branch_label,)`` and
-        ``depends_on = "crmkit_core@head"`` when it references core tables), so plugins
+        own Alembic branch (the first script has ``down_revision = None``,
+        ``branch_labels = (branch_label,)`` and, when it references core tables,
+        ``depends_on = "crmkit_core"``, the core revision that creates them), so plugins
         migrate independently of each other.
     :return: None.
     """
@@ -87,8 +91,9 @@ def crmkit_register_storage_backends(register: Callable[[str, Callable[..., Any]
 
     :param register: ``register(scheme, factory)``; ``scheme`` is the part of the URL before
         ``://`` without a driver (``sqlite``, ``postgresql``, ``mysql`` …) and
-        ``factory(url, crm_context)`` returns an object implementing
-        :class:`crmkit.storage.StorageBackend`.
+        ``factory(url, *, metadata, migrations, unmigrated_tables, event_types)`` returns the
+        backend: in practice a :class:`crmkit.storage.sql.backend.SQLBackend` or a subclass,
+        since repositories and the outbox speak SQLAlchemy Core.
     :return: None.
     """
 
@@ -137,8 +142,8 @@ def crmkit_startup(crm: CRM) -> None:
 def crmkit_handle_event(event: Event, crm: CRM) -> None:
     """React to a domain event after the transaction that produced it has committed.
 
-    Called once per event and subscriber by the dispatcher (in-process by default, or by a
-    ``crmkit worker``). Each implementation is called on its own: one that raises is recorded
+    Called once per event and subscriber by the dispatcher (in-process right after commit by
+    default, or by ``crm.events.drain()`` / ``crmkit events drain`` in another process). Each implementation is called on its own: one that raises is recorded
     and retried later with backoff, never undoes the write and never stops other subscribers.
     A subscriber that succeeded is not called again for the same event, but after a crash it
     may see an event twice: use ``event.id`` to deduplicate side effects.
@@ -322,7 +327,8 @@ def crmkit_persist_batch(records: list[IntakeRecord], crm: CRM, uow: UnitOfWork)
 def crmkit_export_personal_data(contact: Contact, crm: CRM) -> dict[str, Any] | None:
     """Contribute what a plugin holds about a person to a personal-data export.
 
-    Called by ``crmkit privacy export`` for each plugin.
+    Called by ``crm.privacy.export(contact_id)`` (``crmkit privacy export``) once per
+    implementing plugin; each plugin's sections must have names of their own.
 
     :param contact: the person.
     :param crm: the CRM.
@@ -335,8 +341,9 @@ def crmkit_export_personal_data(contact: Contact, crm: CRM) -> dict[str, Any] | 
 def crmkit_erase_personal_data(contact: Contact, crm: CRM, uow: UnitOfWork) -> None:
     """Erase or irreversibly anonymise what a plugin holds about a person.
 
-    Called by ``crmkit privacy erase`` inside the erasure's transaction, before the core
-    anonymises its own rows; if any implementation raises, nothing is erased.
+    Called by ``crm.privacy.erase(contact_id)`` (``crmkit privacy erase``) inside the
+    erasure's transaction, before the core anonymises its own rows; if any implementation
+    raises, nothing is erased.
 
     :param contact: the person (still readable).
     :param crm: the CRM.

@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crmkit.cli.core_commands",
     "crmkit.merge.plugin",
     "crmkit.cli.dedupe_commands",
+    "crmkit.cli.transfer_commands",
 )
 
 T = TypeVar("T")
@@ -258,7 +259,9 @@ def make_plugin_manager(
 
     for plugin in extra_plugins:
         name = _plugin_name(plugin)
-        if wanted(name):
+        # An installed plugin handed in again (a plugin's own tests under `pip install -e`) is
+        # already registered through its entry point: once is enough.
+        if wanted(name) and not pm.is_registered(plugin):
             register(plugin, name, (None, None, False))
 
     _check_pending(pm)

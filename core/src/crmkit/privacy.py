@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from crmkit.domain.values import utcnow
+from crmkit.errors import PluginError
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
@@ -22,12 +23,12 @@ class Privacy:
         """Everything every plugin holds about the contact, keyed by section."""
         contact = self.crm.contacts.get(contact_id)
         result: dict[str, Any] = {"contact_id": contact.id, "exported_at": utcnow().isoformat()}
+        owners = dict.fromkeys(result, "the crmkit core")
         for plugin, sections in self.crm.plugins.call_each("crmkit_export_personal_data", contact=contact, crm=self.crm):
             for key, value in (sections or {}).items():
-                if key in result:
-                    from crmkit.errors import PluginError
-
-                    raise PluginError(plugin, f"export section {key!r} is already used by another plugin")
+                if key in owners:
+                    raise PluginError(plugin, f"export section {key!r} is already used by {owners[key]}")
+                owners[key] = f"plugin {plugin!r}"
                 result[key] = value
         return result
 
