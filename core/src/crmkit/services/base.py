@@ -128,7 +128,12 @@ class EntityService(Service, Generic[E]):
         clean = self.parse(uow, changes, partial=True)
         before = to_jsonable(entity)
         for key, value in clean.items():
-            if value is None and key in _DEFAULTED:
+            if key == "custom" and isinstance(changes.get("custom"), Mapping):
+                # An update names the custom fields it changes; the others stay. A field given
+                # as null/empty is removed (validate_custom already refused that for required ones).
+                cleared = {k for k, v in changes["custom"].items() if v is None or v == ""}
+                value = {k: v for k, v in {**entity.custom, **(value or {})}.items() if k not in cleared}  # type: ignore[attr-defined]
+            elif value is None and key in _DEFAULTED:
                 value = attrs.fields_dict(type(entity))[key].default
                 value = value.factory() if isinstance(value, attrs.Factory) else value  # type: ignore[attr-defined]
             setattr(entity, key, value)
