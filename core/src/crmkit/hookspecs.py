@@ -143,8 +143,9 @@ def crmkit_handle_event(event: Event, crm: CRM) -> None:
     """React to a domain event after the transaction that produced it has committed.
 
     Called once per event and subscriber by the dispatcher (in-process right after commit by
-    default, or by ``crm.events.drain()`` / ``crmkit events drain`` in another process). Each implementation is called on its own: one that raises is recorded
-    and retried later with backoff, never undoes the write and never stops other subscribers.
+    default, or by ``crm.events.drain()`` / ``crmkit events drain`` in another process). Each
+    implementation is called on its own: one that raises is recorded and retried later with
+    backoff, never undoes the write and never stops other subscribers.
     A subscriber that succeeded is not called again for the same event, but after a crash it
     may see an event twice: use ``event.id`` to deduplicate side effects.
 
