@@ -429,7 +429,7 @@ def test_export_section_clash_names_both(crm_factory):
     assert "'shadow'" in str(excinfo.value) and "'newsletter'" in str(excinfo.value)
 
 
-def test_erase_clears_the_plugin_table_with_the_core_rows(crm_factory):
+def test_erase_clears_the_plugin_table_with_the_core_rows(crm_factory, events):
     crm = crm_factory(plugins=[Newsletter()])
     contact = subscribe(crm, "ada@example.com")
     subscribe(crm, "bob@example.com")
@@ -439,9 +439,10 @@ def test_erase_clears_the_plugin_table_with_the_core_rows(crm_factory):
     assert subscribers(crm) == ["bob@example.com"]
     erased = crm.contacts.get(contact.id)
     assert (erased.email, erased.first_name) == (None, None)
+    assert [(e.type, e.subject_id, e.data) for e in events.events][-1] == ("contact.erased", contact.id, {})
 
 
-def test_failing_eraser_erases_nothing(crm_factory):
+def test_failing_eraser_erases_nothing(crm_factory, events):
     crm = crm_factory(plugins=[Newsletter(), RefusesErasure()])
     contact = subscribe(crm, "ada@example.com")
 
@@ -452,3 +453,4 @@ def test_failing_eraser_erases_nothing(crm_factory):
     assert subscribers(crm) == ["ada@example.com"]
     kept = crm.contacts.get(contact.id)
     assert (kept.email, kept.first_name, kept.job_title) == ("ada@example.com", "Ada", None)
+    assert "contact.erased" not in events.types()

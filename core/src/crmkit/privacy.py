@@ -38,3 +38,6 @@ class Privacy:
         with self.crm.uow(actor) as uow:
             for _ in self.crm.plugins.call_each("crmkit_erase_personal_data", contact=contact, crm=self.crm, uow=uow):
                 pass
+            # Subscribers holding copies elsewhere (a mailing tool, a warehouse) erase on this;
+            # it carries nothing but the id.
+            uow.emit("contact.erased", contact.id, {})
