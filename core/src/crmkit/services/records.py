@@ -6,7 +6,7 @@ from typing import Any
 
 from crmkit import domain
 from crmkit.domain import fields as f
-from crmkit.errors import FieldIssue, ValidationFailed
+from crmkit.errors import FieldIssue, NotFound, ValidationFailed
 from crmkit.services.base import EntityService, ValidationContext
 
 IDENTITY_FIELDS = ("email", "phone", "first_name", "last_name")
@@ -28,6 +28,18 @@ class ContactService(EntityService[domain.Contact]):
 
     def specs(self) -> list[f.FieldSpec]:
         return domain.Contact.field_specs(self.crm.config.default_region)
+
+    def get(self, ident: str) -> domain.Contact:
+        """The contact; for one merged into another, the error says which (``MergedAway``)."""
+        try:
+            return super().get(ident)
+        except NotFound:
+            merged = self.crm.merges.merged_into(ident)
+            if merged is None:
+                raise
+            from crmkit.merge.records import MergedAway
+
+            raise MergedAway(ident, merged.survivor_id, merged.id) from None
 
     def check(self, context: ValidationContext, clean: dict[str, Any], *, partial: bool) -> None:
         if not partial and not any(clean.get(name) for name in IDENTITY_FIELDS):
