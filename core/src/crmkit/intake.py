@@ -123,22 +123,34 @@ class Intake:
         batch_size: int = 1000,
         actor: str | None = None,
         dry_run: bool = False,
+        prepared: bool = False,
     ) -> Iterator[IntakeRecord]:
         """Stream records through the pipeline in batches; yields each record when its batch
-        is done (``record.outcome`` / ``record.issues`` tell what happened)."""
+        is done (``record.outcome`` / ``record.issues`` tell what happened).
+
+        :param prepared: the records already went through :meth:`prepare` elsewhere (an import
+            validates in worker processes); only the stages after it run here.
+        """
+        run = self.finish if prepared else self.process
         batch: list[IntakeRecord] = []
         for record in records:
             batch.append(record)
             if len(batch) >= batch_size:
-                self.process(batch, actor=actor, dry_run=dry_run)
+                run(batch, actor=actor, dry_run=dry_run)
                 yield from batch
                 batch = []
         if batch:
-            self.process(batch, actor=actor, dry_run=dry_run)
+            run(batch, actor=actor, dry_run=dry_run)
             yield from batch
 
     def process(self, batch: list[IntakeRecord], *, actor: str | None = None, dry_run: bool = False) -> None:
         """Run one batch through every stage; accepted records commit in one transaction."""
+        self.prepare(batch)
+        self.finish(batch, actor=actor, dry_run=dry_run)
+
+    def prepare(self, batch: list[IntakeRecord]) -> None:
+        """The stages that only read — normalise, then validate (core fields, then house rules).
+        Rejected records get ``outcome = "rejected"``; nothing is written."""
         hooks = self.crm.plugins
         crm = self.crm
         hooks.call("crmkit_normalize_batch", records=batch, crm=crm)
@@ -156,6 +168,12 @@ class Intake:
         for record in batch:
             if record.rejected:
                 record.outcome = "rejected"
+
+    def finish(self, batch: list[IntakeRecord], *, actor: str | None = None, dry_run: bool = False) -> None:
+        """The stages after validation — enrich, match, persist, react — for the records of a
+        prepared batch that were not rejected."""
+        hooks = self.crm.plugins
+        crm = self.crm
         live = [r for r in batch if not r.rejected]
         if not live:
             return
