@@ -6,6 +6,7 @@ The expected numbers are worked out by hand in the comments below, from the defi
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -96,3 +97,29 @@ def test_unknown_pipeline_is_a_validation_error_naming_the_field(crm):
     with pytest.raises(ValidationFailed) as caught:
         reports.funnel(crm, "Nope")
     assert [issue.field for issue in caught.value.issues] == ["pipeline"]
+
+
+def test_funnel_agrees_with_the_definition_applied_to_each_deals_history(crm):
+    """A seeded random history, checked against the docstring's definition computed in Python
+    from ``crm.deals.history`` — an independent reading of the same data."""
+    rng = random.Random(5)
+    pipeline = crm.pipelines.create("Sales", STAGES)
+    names = [s.name for s in pipeline.stages]
+    for number in range(60):
+        at = START + timedelta(days=number)
+        deal = crm.deals.create({"title": f"R{number}", "pipeline": "Sales", "stage": rng.choice(names[:3]), "created_at": at})
+        current = crm.deals.get(deal.id).stage_id
+        for step in range(rng.randrange(4)):
+            target = rng.choice([s for s in pipeline.stages if s.id != current])
+            crm.deals.move(deal.id, target.id, at=at + timedelta(hours=step + 1))
+            current = target.id
+
+    by_id = {s.id: s for s in pipeline.stages}
+    histories = [[by_id[c.to_stage_id] for c in crm.deals.history(d.id)] for d in crm.deals.list(limit=None)]
+    def reached(history, stage):  # entered this stage, a later open one, or a won one
+        return any(s.outcome == "won" or (s.outcome == "open" and s.position >= stage.position) for s in history)
+
+    report = reports.funnel(crm, "Sales")
+    assert [s.reached for s in report.stages] == [sum(reached(h, s.stage) for h in histories) for s in report.stages]
+    assert [o.entered for o in report.outcomes] == [sum(o.stage in h for h in histories) for o in report.outcomes]
+    assert report.deals == len(histories) == 60
