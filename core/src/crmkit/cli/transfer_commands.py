@@ -153,7 +153,7 @@ def _run_export(crm: Any, kind: str, out_format: str, out_path: str | None, **fi
 
     chosen = ExportFilters(**filters)
     if out_path is None:
-        count = export(crm, kind, click.get_text_stream("stdout"), format=out_format, filters=chosen)
+        export(crm, kind, sys.stdout, format=out_format, filters=chosen)
         return
     with open(out_path, "w", encoding="utf-8", newline="") as handle:
         count = export(crm, kind, handle, format=out_format, filters=chosen)

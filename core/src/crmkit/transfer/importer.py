@@ -15,6 +15,7 @@ and organization.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -242,9 +243,12 @@ def import_contacts(crm: CRM, path: str | os.PathLike[str], *, workers: int = 1,
                 if not external and not any(data.get(key) for key in CONTACT_KEYS):
                     external = {ROW_KEY_SYSTEM: row_key(data)}
                 raw_rows[row.number] = row.raw
-                yield IntakeRecord(data=data, source="import", on_duplicate=mode, external_ids=external, context={"import_row": row.number})
+                context = {"import_row": row.number}
+                if isinstance(row.values.get("id"), str) and row.values["id"].strip():
+                    context["import_id"] = row.values["id"].strip()
+                yield IntakeRecord(data=data, source="import", on_duplicate=mode, external_ids=external, context=context)
 
-        stream: Iterable[IntakeRecord] = records()
+        stream: Iterable[IntakeRecord] = _match_exported_ids(crm, records(), opts.batch_size)
         if workers > 1:
             stream = prepared_in_workers(crm, stream, batch_size=opts.batch_size, workers=workers)
         results = crm.intake.submit_many(stream, batch_size=opts.batch_size, actor=opts.actor, dry_run=opts.dry_run, prepared=workers > 1)
@@ -257,6 +261,22 @@ def import_contacts(crm: CRM, path: str | os.PathLike[str], *, workers: int = 1,
                 run.summary.count(record.outcome or "skipped")
             run.tick()
     return run.summary
+
+
+def _match_exported_ids(crm: CRM, records: Iterable[IntakeRecord], batch_size: int) -> Iterator[IntakeRecord]:
+    """A row carrying the ``id`` of a contact of this CRM (an export imported back) matches
+    that contact; an id unknown here (an export of another CRM) is ignored."""
+    source = iter(records)
+    while chunk := list(itertools.islice(source, batch_size)):
+        wanted = sorted({r.context["import_id"] for r in chunk if "import_id" in r.context})
+        if wanted:
+            with crm.read() as uow:
+                table = uow.contacts.table
+                known = {ident for (ident,) in uow.connection.execute(sa.select(table.c.id).where(table.c.id.in_(wanted)))}  # type: ignore[union-attr]
+            for record in chunk:
+                if record.context.get("import_id") in known:
+                    record.match_id = record.context["import_id"]
+        yield from chunk
 
 
 # --- organizations and deals: through their services --------------------------------------
