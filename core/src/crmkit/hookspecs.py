@@ -123,6 +123,39 @@ def crmkit_register_commands(register: Callable[[Any], None]) -> None:
     """
 
 
+@hookspec
+def crmkit_register_metrics(register: Callable[[Any], None]) -> None:
+    """Offer metrics: named calculations over the CRM's data (``crmkit metrics``).
+
+    Called each time a CRM's metrics are listed or computed (``crmkit.metrics.metrics(crm)``,
+    ``crmkit metrics list|show``), so a plugin's metrics appear as soon as it is installed.
+
+    :param register: ``register(metric)`` with an object following
+        ``crmkit.metrics.Metric`` (``name``, ``description``, ``unit``, ``group_by``,
+        ``filters``, ``uses_period`` and ``compute(crm, params)`` returning a
+        ``crmkit.metrics.MetricResult``); ``crmkit.metrics.MetricDefinition`` builds one from a
+        function. Two plugins registering the same name is an error naming both.
+    :return: None.
+    """
+
+
+@hookspec
+def crmkit_register_routes(register: Callable[[Any], None]) -> None:
+    """Add endpoints to the HTTP API.
+
+    Called once per app when ``crmkit.api.create_app(crm)`` builds it (``crmkit serve``). The
+    endpoints sit behind the same API-key authentication and error format as the core's and
+    appear in ``/openapi.json``.
+
+    :param register: ``register(handler)`` with a Litestar route handler (a function decorated
+        with ``litestar.get``, ``litestar.post`` …) or a ``litestar.Router``. A handler gets the
+        CRM by declaring a ``crm`` parameter; ``crmkit.api.auth.require(request, "contacts:read")``
+        checks the caller's key for a scope and returns it. A method and path the core or another
+        plugin serves already is an error naming the plugin.
+    :return: None.
+    """
+
+
 # --- lifecycle and events -----------------------------------------------------------------
 
 

@@ -38,6 +38,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crmkit.merge.plugin",
     "crmkit.cli.dedupe_commands",
     "crmkit.cli.transfer_commands",
+    "crmkit.builtin.core_metrics",
+    "crmkit.cli.metrics_commands",
 )
 
 T = TypeVar("T")
