@@ -91,6 +91,14 @@ def test_sales_metrics(any_crm):
     assert (year.value, year.sample_size) == (pytest.approx(4 / 6), 6)
     assert by_label(year) == {"ads": (pytest.approx(1 / 3), 3), "email": (1.0, 2), "events": (1.0, 1)}
 
+    # Filters: alice's deals only; the Sales pipeline by name; ads-sourced contacts only.
+    ids = {u.name: u.id for u in any_crm.users.list()}
+    assert m.compute("sales.win_rate", period="2026-Q3", filters={"owner": ids["Alice"]}).value == 0.5
+    assert m.compute("sales.win_rate", period="2026", filters={"pipeline": "Sales", "source": "ads"}).sample_size == 3
+    with pytest.raises(ValidationFailed) as caught:
+        m.compute("sales.win_rate", filters={"pipeline": "Nope"})
+    assert caught.value.issues[0].field == "filters.pipeline"
+
     # Won in Q3, USD: D1 1000, D2 500.
     size = m.compute("sales.average_deal_size", period="2026-Q3")
     assert (size.value, size.sample_size, size.currency) == (Decimal("750"), 2, "USD")

@@ -6,7 +6,14 @@
 """
 
 from crmkit.metrics.protocol import (
-    BreakdownRow, Metric, MetricDefinition, MetricParams, MetricResult, Period, SeriesPoint, parse_params,
+    BreakdownRow,
+    Metric,
+    MetricDefinition,
+    MetricParams,
+    MetricResult,
+    Period,
+    SeriesPoint,
+    parse_params,
 )
 from crmkit.metrics.registry import Metrics, collect_metrics, metrics
 

@@ -18,7 +18,16 @@ from crmkit.domain.values import Outcome
 from crmkit.errors import ValidationFailed
 from crmkit.metrics.protocol import BreakdownRow, MetricDefinition, MetricParams, MetricResult
 from crmkit.metrics.sql import (
-    SECONDS_PER_DAY, DealScope, assemble, average_money, currency, ratio, raw_money, rows, seconds_between, within,
+    SECONDS_PER_DAY,
+    DealScope,
+    assemble,
+    average_money,
+    currency,
+    ratio,
+    raw_money,
+    rows,
+    seconds_between,
+    within,
 )
 
 if TYPE_CHECKING:
