@@ -6,7 +6,8 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -17,6 +18,8 @@ from crmkit.errors import ValidationFailed
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 ENTITIES = ("contact", "organization", "deal")
+TEXT_MAX = 10_000
+NUMBER_MAX = 2**53 - 1
 
 
 class FieldType(enum.StrEnum):
@@ -44,8 +47,16 @@ class CustomFieldDefinition:
             collector.add("entity", "invalid_choice", f"{self.entity!r} is not one of: {', '.join(ENTITIES)}")
         if not _NAME.match(self.name or ""):
             collector.add("name", "invalid_name", "must start with a letter and use only a-z, 0-9 and _ (max 63)")
+        if self.label is not None and len(self.label) > 255:
+            collector.add("label", "too_long", "must be at most 255 characters")
         if self.type == FieldType.CHOICE and not self.choices:
             collector.add("choices", "required", "a choice field needs at least one choice")
+        for index, choice in enumerate(self.choices):
+            if not isinstance(choice, str) or not choice.strip() or choice != choice.strip():
+                collector.add(f"choices[{index}]", "invalid_choice", f"{choice!r}: a choice is non-empty text without surrounding spaces")
+        texts = [c for c in self.choices if isinstance(c, str)]
+        if len(set(texts)) != len(texts):
+            collector.add("choices", "duplicate", "every choice must appear once")
         collector.raise_if_any()
 
     def parse(self, value: Any) -> Any:
@@ -53,12 +64,21 @@ class CustomFieldDefinition:
         field = f"custom.{self.name}"
         if value is None or value == "":
             return None
+        if not isinstance(value, str | int | float | Decimal | date):
+            raise ValidationFailed.single(field, "invalid_type", f"must be a single {self.type} value, not {type(value).__name__}")
         if self.type == FieldType.TEXT:
-            return str(value).strip()
+            text = str(value).strip()
+            if len(text) > TEXT_MAX:
+                raise ValidationFailed.single(field, "too_long", f"must be at most {TEXT_MAX} characters")
+            return text
         if self.type == FieldType.NUMBER:
             if isinstance(value, bool):
                 raise ValidationFailed.single(field, "invalid_number", "must be a number")
             number = values.parse_decimal(value, field)
+            # Bounded before int(): "1e99999999" would otherwise build a 100-million-digit
+            # integer. 2**53 is also where JSON readers stop counting exactly.
+            if number.copy_abs() > NUMBER_MAX:
+                raise ValidationFailed.single(field, "out_of_range", f"must be between -{NUMBER_MAX} and {NUMBER_MAX}")
             return int(number) if number == number.to_integral_value() else float(number)
         if self.type == FieldType.DATE:
             return values.parse_date(value, field).isoformat()

@@ -3,6 +3,7 @@ through them, every move recorded as a :class:`StageChange`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -10,8 +11,8 @@ from typing import Any
 import attrs
 
 from crmkit.domain import fields as f
-from crmkit.domain.values import Outcome, new_id, utcnow
-from crmkit.errors import FieldIssue, ValidationFailed
+from crmkit.domain.values import IssueCollector, Outcome, new_id, utcnow
+from crmkit.errors import ValidationFailed
 
 
 @attrs.define(kw_only=True)
@@ -44,32 +45,44 @@ class Pipeline:
         return min(self.stages, key=lambda s: s.position)
 
 
-def build_pipeline(name: str, stages: list[tuple[str, float, Outcome]]) -> Pipeline:
-    """Create a pipeline from ``(name, probability, outcome)`` triples, validating all of them."""
-    issues: list[FieldIssue] = []
-    clean_name = (name or "").strip()
-    if not clean_name:
-        issues.append(FieldIssue("name", "required", "a pipeline needs a name"))
+def build_pipeline(name: Any, stages: Sequence[Sequence[Any]]) -> Pipeline:
+    """Create a pipeline from ``(name, probability[, outcome])`` stages, in order.
+
+    Input may be loose (probabilities as text, outcomes as ``"won"``): every value is parsed
+    and every problem reported at once, named like ``stages[2].probability``.
+    """
+    collector = IssueCollector()
+    clean_name = collector.run(f.text(255), name, "name")
+    if clean_name is None and not any(i.field == "name" for i in collector.issues):
+        collector.add("name", "required", "a pipeline needs a name")
     if not stages:
-        issues.append(FieldIssue("stages", "required", "a pipeline needs at least one stage"))
+        collector.add("stages", "required", "a pipeline needs at least one stage")
+    pipeline = Pipeline(name=clean_name or "")
     seen: set[str] = set()
-    pipeline = Pipeline(name=clean_name)
-    for position, (stage_name, probability, outcome) in enumerate(stages):
+    for position, spec in enumerate(stages or ()):
         label = f"stages[{position}]"
-        stage_name = (stage_name or "").strip()
-        if not stage_name:
-            issues.append(FieldIssue(f"{label}.name", "required", "a stage needs a name"))
-        elif stage_name.lower() in seen:
-            issues.append(FieldIssue(f"{label}.name", "duplicate", f"stage {stage_name!r} appears twice"))
-        seen.add(stage_name.lower())
-        if not 0.0 <= probability <= 1.0:
-            issues.append(FieldIssue(f"{label}.probability", "out_of_range", f"probability {probability} is not between 0 and 1"))
+        if isinstance(spec, str | bytes) or not isinstance(spec, Sequence) or len(spec) not in (2, 3):
+            collector.add(label, "invalid_type", "a stage is (name, probability) or (name, probability, outcome)")
+            continue
+        before = len(collector.issues)
+        stage_name = collector.run(f.text(120), spec[0], f"{label}.name")
+        probability = collector.run(f.number(0.0, 1.0), spec[1], f"{label}.probability")
+        outcome = collector.run(f.enum_of(Outcome), spec[2] if len(spec) == 3 else Outcome.OPEN, f"{label}.outcome")
+        reported = {i.field for i in collector.issues[before:]}
+        if stage_name is None and f"{label}.name" not in reported:
+            collector.add(f"{label}.name", "required", "a stage needs a name")
+        elif stage_name is not None and stage_name.lower() in seen:
+            collector.add(f"{label}.name", "duplicate", f"stage {stage_name!r} appears twice")
+        elif stage_name is not None:
+            seen.add(stage_name.lower())
+        if probability is None and f"{label}.probability" not in reported:
+            collector.add(f"{label}.probability", "required", "a stage needs a probability between 0 and 1")
+        if len(collector.issues) > before:
             continue
         pipeline.stages.append(Stage(pipeline_id=pipeline.id, name=stage_name, position=position, probability=probability, outcome=outcome))
-    if stages and not any(outcome == Outcome.OPEN for _, _, outcome in stages):
-        issues.append(FieldIssue("stages", "no_open_stage", "a pipeline needs at least one open stage for new deals"))
-    if issues:
-        raise ValidationFailed(issues)
+    if pipeline.stages and not any(stage.outcome == Outcome.OPEN for stage in pipeline.stages) and not collector.issues:
+        collector.add("stages", "no_open_stage", "a pipeline needs at least one open stage for new deals")
+    collector.raise_if_any()
     return pipeline
 
 

@@ -99,7 +99,7 @@ def parse_money(value: object, field: str, minimum: Decimal | None = None) -> De
     result = parse_decimal(value, field)
     if minimum is not None and result < minimum:
         raise ValidationFailed.single(field, "out_of_range", f"must be at least {minimum}")
-    if abs(result) > MONEY_MAX:
+    if result.copy_abs() > MONEY_MAX:  # copy_abs is exact; abs() would overflow the context on 1e99999999
         raise ValidationFailed.single(field, "out_of_range", f"must be at most {MONEY_MAX}")
     # In range, quantizing needs at most 19 digits, well inside the decimal context's 28.
     if result != result.quantize(Decimal(1).scaleb(-MONEY_PLACES), rounding=ROUND_DOWN):

@@ -10,6 +10,7 @@ import attrs
 
 from crmkit.domain import fields as f
 from crmkit.domain.custom_fields import CustomFieldDefinition, validate_custom
+from crmkit.domain.values import IssueCollector
 from crmkit.serialize import to_jsonable
 from crmkit.storage.sql.repository import Repository
 
@@ -79,9 +80,17 @@ class EntityService(Service, Generic[E]):
         return self.parse_with(self.validation_context(uow), data, partial=partial)
 
     def parse_with(self, context: ValidationContext, data: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
-        clean = f.parse_input(data, context.specs, partial=partial, read_only=READ_ONLY)
-        if self.custom_entity is not None and ("custom" in clean or not partial):
-            clean["custom"] = validate_custom(context.custom, clean.get("custom") or {}, partial=partial)
+        # Core and custom fields are checked side by side so one answer lists every problem.
+        collector = IssueCollector()
+        clean = collector.run(f.parse_input, data, context.specs, partial=partial, read_only=READ_ONLY)
+        if self.custom_entity is not None and ("custom" in data or not partial):
+            raw = data.get("custom")
+            if raw in (None, "") or isinstance(raw, Mapping):  # anything else: parse_input reported it
+                custom = collector.run(validate_custom, context.custom, raw or {}, partial=partial)
+                if clean is not None:
+                    clean["custom"] = custom
+        collector.raise_if_any()
+        assert clean is not None
         self.check(context, clean, partial=partial)
         return clean
 

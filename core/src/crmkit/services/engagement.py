@@ -32,12 +32,28 @@ class ActivityService(EntityService[domain.Activity]):
 
     def log_in(self, uow: UnitOfWork, data: Mapping[str, Any]) -> domain.Activity:
         clean = self.parse(uow, data)
+        same = uow.activities.where(channel=clean.get("channel"), external_id=clean.get("external_id"))
         if clean.get("external_id"):
-            existing = uow.activities.first(uow.activities.where(channel=clean.get("channel"), external_id=clean["external_id"]))
+            existing = uow.activities.first(same)
             if existing is not None:
                 return existing
         activity = domain.Activity(created_by=uow.actor, **{k: v for k, v in clean.items() if v is not None})
-        uow.activities.add(activity)
+        if clean.get("external_id") and clean.get("channel"):
+            # Providers redeliver webhooks, sometimes at the same moment: when a concurrent
+            # delivery commits first, the unique (channel, external_id) refuses this insert and
+            # the savepoint keeps the transaction usable to answer with the winner's activity.
+            try:
+                with uow.connection.begin_nested():  # type: ignore[union-attr]
+                    uow.activities.add(activity)
+            except sa.exc.IntegrityError:
+                # A shared lock: the other losers hold one on the same row, an exclusive
+                # request would deadlock with them on MariaDB.
+                winner = uow.activities.first(same, lock="share")
+                if winner is None:
+                    raise  # another constraint (e.g. the contact was deleted meanwhile)
+                return winner
+        else:
+            uow.activities.add(activity)
         uow.emit("activity.logged", activity.id, to_jsonable(activity))
         return activity
 

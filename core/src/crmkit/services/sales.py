@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from crmkit import domain
+from crmkit.domain.fields import text
 from crmkit.domain.sales import build_pipeline
-from crmkit.domain.values import Outcome
-from crmkit.errors import NotFound, ValidationFailed
+from crmkit.domain.values import Outcome, parse_datetime
+from crmkit.errors import ConflictError, NotFound, ValidationFailed
 from crmkit.serialize import to_jsonable
 from crmkit.services.base import EntityService, Service, ValidationContext
 from crmkit.services.records import check_references
@@ -26,9 +27,9 @@ def load_pipeline(uow: UnitOfWork, name_or_id: str) -> domain.Pipeline:
 
 
 class PipelineService(Service):
-    def create(self, name: str, stages: Sequence[tuple[str, float, Outcome | str]], *, actor: str | None = None) -> domain.Pipeline:
-        """Create a pipeline from ``(stage name, probability, outcome)`` triples, in order."""
-        pipeline = build_pipeline(name, [(n, float(p), Outcome(o)) for n, p, o in stages])
+    def create(self, name: str, stages: Sequence[Sequence[Any]], *, actor: str | None = None) -> domain.Pipeline:
+        """Create a pipeline from ``(stage name, probability[, outcome])`` stages, in order."""
+        pipeline = build_pipeline(name, stages)
         with self.uow(actor) as uow:
             if uow.pipelines.first(uow.pipelines.where(name=pipeline.name)) is not None:
                 raise ValidationFailed.single("name", "duplicate", f"a pipeline named {pipeline.name!r} exists already")
@@ -62,7 +63,9 @@ class DealService(EntityService[domain.Deal]):
         data = dict(data)
         pipeline_ref = data.pop("pipeline", None) or data.pop("pipeline_id", None)
         stage_ref = data.pop("stage", None) or data.pop("stage_id", None)
-        at = data.pop("created_at", None)
+        # Imports may backdate a deal; parsed like any date-time input (naive means UTC).
+        created = data.pop("created_at", None)
+        at = None if created in (None, "") else parse_datetime(created, "created_at")
         if not pipeline_ref:
             try:
                 self.parse(uow, data)
@@ -102,22 +105,38 @@ class DealService(EntityService[domain.Deal]):
         ``allow_pipeline_change`` is given. The deal update and its :class:`StageChange` commit
         together; ``deal.stage_changed`` and ``deal.won``/``deal.lost`` are emitted."""
         with self.uow(actor) as uow:
-            deal = uow.deals.get(deal_id)
-            if expected_version is not None and deal.version != expected_version:
-                from crmkit.errors import ConflictError
+            return self.move_in(uow, deal_id, stage, pipeline=pipeline, allow_pipeline_change=allow_pipeline_change,
+                                expected_version=expected_version, lost_reason=lost_reason, at=at)
 
-                raise ConflictError("deal", deal_id, expected_version)
-            target_pipeline = load_pipeline(uow, pipeline or deal.pipeline_id)
-            target = target_pipeline.stage_named(stage)
-            change = deal.move_to(target_pipeline, target, by=uow.actor, at=at,
-                                  allow_pipeline_change=allow_pipeline_change, lost_reason=lost_reason)
-            uow.deals.update(deal)
-            uow.stage_changes.add(change)
-            payload = {"deal_id": deal.id, "from_stage_id": change.from_stage_id, "to_stage_id": change.to_stage_id,
-                       "to_stage": target.name, "pipeline_id": target_pipeline.id, "amount": str(deal.amount)}
-            uow.emit("deal.stage_changed", deal.id, payload)
-            if target.outcome != Outcome.OPEN:
-                uow.emit(f"deal.{target.outcome.value}", deal.id, payload)
+    def move_in(
+        self,
+        uow: UnitOfWork,
+        deal_id: str,
+        stage: str,
+        *,
+        pipeline: str | None = None,
+        allow_pipeline_change: bool = False,
+        expected_version: int | None = None,
+        lost_reason: str | None = None,
+        at: datetime | str | None = None,
+    ) -> tuple[domain.Deal, domain.StageChange]:
+        """:meth:`move` inside the caller's unit of work (to combine it with other writes)."""
+        when = None if at in (None, "") else parse_datetime(at, "at")
+        reason = text(500)(lost_reason, "lost_reason")
+        deal = uow.deals.get(deal_id)
+        if expected_version is not None and deal.version != expected_version:
+            raise ConflictError("deal", deal_id, expected_version)
+        target_pipeline = load_pipeline(uow, pipeline or deal.pipeline_id)
+        target = target_pipeline.stage_named(stage)
+        change = deal.move_to(target_pipeline, target, by=uow.actor, at=when,
+                              allow_pipeline_change=allow_pipeline_change, lost_reason=reason)
+        uow.deals.update(deal)
+        uow.stage_changes.add(change)
+        payload = {"deal_id": deal.id, "from_stage_id": change.from_stage_id, "to_stage_id": change.to_stage_id,
+                   "to_stage": target.name, "pipeline_id": target_pipeline.id, "amount": str(deal.amount)}
+        uow.emit("deal.stage_changed", deal.id, payload)
+        if target.outcome != Outcome.OPEN:
+            uow.emit(f"deal.{target.outcome.value}", deal.id, payload)
         return deal, change
 
     def history(self, deal_id: str) -> list[domain.StageChange]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import sqlalchemy as sa
 
@@ -112,11 +112,15 @@ class Repository(Generic[E]):
         limit: int | None = None,
         after: Sequence[Any] | None = None,
         descending: bool = False,
+        lock: Literal["share", "update"] | None = None,
     ) -> list[E]:
         """Entities matching ``conditions``, ordered, with keyset pagination.
 
         :param after: the values of ``order_by`` of the last row of the previous page; rows
             strictly after it are returned (stable under concurrent inserts, unlike OFFSET).
+        :param lock: ``"share"`` or ``"update"`` locks the rows until the transaction ends and
+            reads their latest committed state, which a plain read inside a MariaDB (REPEATABLE
+            READ) transaction may not see. No-op on SQLite, whose write lock is the database.
         """
         columns = [self.table.c[name] for name in order_by]
         stmt = sa.select(self.table).where(*conditions)
@@ -129,13 +133,21 @@ class Repository(Generic[E]):
         stmt = stmt.order_by(*(c.desc() if descending else c.asc() for c in columns))
         if limit is not None:
             stmt = stmt.limit(limit)
+        if lock is not None and self.connection.dialect.name != "sqlite":
+            stmt = stmt.with_for_update(read=lock == "share")
         return [from_row(self.cls, row) for row in self.connection.execute(stmt)]
 
     def count(self, conditions: Sequence[sa.ColumnElement[bool]] = ()) -> int:
         stmt = sa.select(sa.func.count()).select_from(self.table).where(*conditions)
         return int(self.connection.execute(stmt).scalar_one())
 
-    def first(self, conditions: Sequence[sa.ColumnElement[bool]], order_by: Sequence[str] = ("created_at", "id")) -> E | None:
-        found = self.list(conditions, order_by=order_by, limit=1)
+    def first(
+        self,
+        conditions: Sequence[sa.ColumnElement[bool]],
+        order_by: Sequence[str] = ("created_at", "id"),
+        *,
+        lock: Literal["share", "update"] | None = None,
+    ) -> E | None:
+        found = self.list(conditions, order_by=order_by, limit=1, lock=lock)
         return found[0] if found else None
 

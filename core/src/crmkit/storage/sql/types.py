@@ -53,7 +53,7 @@ class Money(sa.TypeDecorator[Decimal]):
         amount = Decimal(value)
         # Refuse rather than round: input parsing (``parse_money``) keeps such values out, so
         # reaching this is a programming error that must not cost anyone a cent.
-        if abs(amount) > MONEY_MAX or amount != amount.quantize(Decimal(1).scaleb(-MONEY_PLACES), rounding=ROUND_DOWN):
+        if amount.copy_abs() > MONEY_MAX or amount != amount.quantize(Decimal(1).scaleb(-MONEY_PLACES), rounding=ROUND_DOWN):
             raise ValueError(f"{value!r} cannot be stored exactly as money (at most {MONEY_PLACES} decimal places, at most {MONEY_MAX})")
         return int(amount.scaleb(MONEY_PLACES))
 
