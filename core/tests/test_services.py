@@ -206,7 +206,7 @@ def test_activities_are_idempotent_per_channel_and_external_id(any_crm):
     for round_ in range(5):
         barrier = threading.Barrier(3)
 
-        def deliver(_: int, external_id: str = f"SM-race-{round_}"):
+        def deliver(_: int, external_id: str = f"SM-race-{round_}", barrier: threading.Barrier = barrier):
             barrier.wait()
             return any_crm.activities.log({**message, "external_id": external_id})
 
