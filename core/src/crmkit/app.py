@@ -25,6 +25,7 @@ class CRM:
 
     def __init__(self, config: Config, plugins: Plugins, *, migrate: bool = False, dispatch_inline: bool = True,
                  check_schema: bool = True):
+        from crmkit.channels.dispatch import MessageService
         from crmkit.events import Dispatcher
         from crmkit.intake import Intake
         from crmkit.privacy import Privacy
@@ -60,6 +61,7 @@ class CRM:
             self.events = Dispatcher(self)
             self.privacy = Privacy(self)
             self.merges = MergeService(self)
+            self.messages = MessageService(self)
             plugins.call("crmkit_startup", crm=self)
         except BaseException:
             self.backend.dispose()  # a failed open must not leave its connection pool behind

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from crmkit.app import CRM
+    from crmkit.channels.protocol import Channel, OutboundMessage
     from crmkit.domain import Contact, Event
     from crmkit.errors import FieldIssue
     from crmkit.intake import IntakeRecord
@@ -383,4 +384,43 @@ def crmkit_erase_personal_data(contact: Contact, crm: CRM, uow: UnitOfWork) -> N
     :param crm: the CRM.
     :param uow: the open unit of work; write through ``uow.connection``.
     :return: None.
+    """
+
+
+# --- messaging ----------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_register_channels(register: Callable[[Channel], None]) -> None:
+    """Offer messaging channels (e-mail, SMS, chat …) to ``crm.messages``.
+
+    Called once per CRM while :func:`crmkit.open` builds it. A channel missing a method of
+    :class:`crmkit.channels.Channel`, or whose name is not a lower-case identifier, fails the
+    open with an error naming the plugin.
+
+    :param register: ``register(channel)`` with an object implementing
+        :class:`crmkit.channels.Channel`; its ``name`` (``email``, ``sms``) names the channel in
+        sends, consent entries and activities (``email.sent``). Two plugins registering the same
+        name is an error.
+    :return: None.
+    """
+
+
+@hookspec
+def crmkit_veto_send(message: OutboundMessage, contact: Contact, crm: CRM) -> str | None:
+    """Refuse to send a message (house rules beyond consent, suppression and frequency caps).
+
+    Called for every message when it is queued and again just before its channel is called
+    (after the core's consent, suppression and frequency-cap checks passed), so a rule that
+    changes while a message waits for a retry still applies. Every implementation is asked
+    until one objects. A vetoed message is never sent: it is stored as ``vetoed`` with the
+    reason and logged as a ``<channel>.vetoed`` activity. An implementation that raises never
+    lets a message through: when queueing, the send fails with a ``PluginError`` naming the
+    plugin and nothing is queued; before sending, it counts as a transient failure (retried).
+
+    :param message: the rendered :class:`crmkit.channels.OutboundMessage` (``channel``,
+        ``to``, ``purpose``, ``body`` …).
+    :param contact: the recipient.
+    :param crm: the CRM.
+    :return: a reason (a short sentence) to veto, or None to let the message through.
     """
