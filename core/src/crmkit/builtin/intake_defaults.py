@@ -136,6 +136,8 @@ class _BatchWriter:
         self.created: dict[str, Contact] = {}
         self.created_by_key: dict[tuple[str, str], str] = {}
         self.new_rows: list[dict[str, Any]] = []
+        self.row_of: dict[str, dict[str, Any]] = {}  # contact id → its row in new_rows
+        self.matched: dict[str, Contact] = {}  # existing contacts the batch matched, loaded at once
         self.external_rows: list[dict[str, Any]] = []
         self.known_external: set[tuple[str, str]] = set()
         self.sources: dict[str, str] = {}
@@ -147,11 +149,18 @@ class _BatchWriter:
             self._update(record)
         else:
             self._create(record)
-        now = utcnow()
         for system, value in record.external_ids.items():
             if (system, value) not in self.known_external:
                 self.known_external.add((system, value))
-                self.external_rows.append({"system": system, "value": value, "contact_id": record.contact_id, "created_at": now})
+                self.external_rows.append({"system": system, "value": value, "contact_id": record.contact_id, "created_at": utcnow()})
+
+    def load_matched(self, ids: Iterable[str]) -> None:
+        """Load the existing contacts a batch matched with one query per 500, not one each."""
+        wanted = sorted(set(ids))
+        table = self.uow.contacts.table
+        for start in range(0, len(wanted), 500):
+            for contact in self.uow.contacts.list([table.c.id.in_(wanted[start:start + 500])], limit=None):
+                self.matched[contact.id] = contact
 
     def _created_match(self, record: IntakeRecord) -> str | None:
         for system, value in record.external_ids.items():
@@ -167,7 +176,9 @@ class _BatchWriter:
         contact = Contact(**{k: v for k, v in record.clean.items() if v is not None})
         contact.created_at = contact.updated_at = utcnow()
         self.created[contact.id] = contact
-        self.new_rows.append(to_row(contact))
+        row = to_row(contact)
+        self.new_rows.append(row)
+        self.row_of[contact.id] = row
         for key in MATCH_KEYS:
             if record.clean.get(key):
                 self.created_by_key.setdefault((key, record.clean[key]), contact.id)
@@ -185,11 +196,10 @@ class _BatchWriter:
             for key, value in changes.items():
                 setattr(pending, key, value)
             if changes:
-                row = next(r for r in self.new_rows if r["id"] == pending.id)
-                row.update(to_row(pending))
+                self.row_of[pending.id].update(to_row(pending))
             record.outcome = "updated" if changes else "skipped"
             return
-        existing = self.uow.contacts.get(record.match_id)
+        existing = self.matched.get(record.match_id) or self.uow.contacts.get(record.match_id)
         changes = merge_changes(existing, record.clean) if record.on_duplicate == OnDuplicate.UPDATE else {}
         if not changes:
             record.outcome = "skipped"
@@ -221,7 +231,8 @@ class _BatchWriter:
 @hookimpl(trylast=True)
 def crmkit_persist_batch(records: list[IntakeRecord], uow: UnitOfWork) -> None:
     writer = _BatchWriter(uow)
-    for record in records:
-        if record.contact_id is None:  # not written by a plugin's batch writer, which ran first
-            writer.write(record)
+    todo = [r for r in records if r.contact_id is None]  # the others a plugin's batch writer wrote
+    writer.load_matched(r.match_id for r in todo if r.match_id and r.on_duplicate != OnDuplicate.CREATE)
+    for record in todo:
+        writer.write(record)
     writer.flush()

@@ -240,7 +240,7 @@ def import_contacts(crm: CRM, path: str | os.PathLike[str], *, workers: int = 1,
 
         def records() -> Iterator[IntakeRecord]:
             for row, data, external in run.rows():
-                if not external and not any(data.get(key) for key in CONTACT_KEYS):
+                if not external and not (data.get("email") or data.get("phone") or data.get("account_number")):  # CONTACT_KEYS
                     external = {ROW_KEY_SYSTEM: row_key(data)}
                 raw_rows[row.number] = row.raw
                 context = {"import_row": row.number}
