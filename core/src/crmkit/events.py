@@ -62,6 +62,7 @@ def _row_to_event(row: Any) -> Event:
 class Dispatcher:
     def __init__(self, crm: CRM):
         self.crm = crm
+        self.lease = LEASE  # a worker may shorten it (crmkit worker --lease); it must outlast a claimed batch
         tables = crm.backend.metadata.tables
         self.outbox: sa.Table = tables["outbox_events"]
         self.deliveries: sa.Table = tables["event_deliveries"]
@@ -92,7 +93,7 @@ class Dispatcher:
         with self.engine.connect().execution_options(crmkit_write=True) as conn, conn.begin():
             won = [row.id for row in conn.execute(stmt)]
             if won:
-                conn.execute(sa.update(self.outbox).where(o.id.in_(won)).values(next_attempt_at=now + LEASE))
+                conn.execute(sa.update(self.outbox).where(o.id.in_(won)).values(next_attempt_at=now + self.lease))
         return won
 
     def pending_ids(self, limit: int = 500, now: datetime | None = None) -> list[str]:

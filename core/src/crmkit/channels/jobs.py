@@ -51,6 +51,7 @@ class SendJobs:
     def __init__(self, service: MessageService):
         self.service = service
         self.crm = service.crm
+        self.lease = LEASE  # a worker may shorten it (crmkit worker --lease); it must outlast a claimed batch
 
     @property
     def table(self) -> sa.Table:
@@ -71,7 +72,7 @@ class SendJobs:
         with engine.connect().execution_options(crmkit_write=True) as conn, conn.begin():
             won = list(conn.execute(stmt).scalars())
             if won:
-                conn.execute(sa.update(self.table).where(m.id.in_(won)).values(next_attempt_at=now + LEASE))
+                conn.execute(sa.update(self.table).where(m.id.in_(won)).values(next_attempt_at=now + self.lease))
         return won
 
     def deliver(self, ids: Iterable[str], now: datetime | None = None) -> SendReport:
