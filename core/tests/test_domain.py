@@ -241,3 +241,11 @@ def test_moving_a_deal_between_stages():
 
     deal.move_to(renewals, renewals.stages[1], allow_pipeline_change=True)
     assert (deal.pipeline_id, deal.stage_id, deal.status) == (renewals.id, renewals.stages[1].id, Outcome.WON)
+
+
+def test_json_objects_must_hold_only_json():
+    specs = domain.Activity.field_specs()
+    assert f.parse_input({"kind": "note", "payload": {"a": [1, "ب", None, True, {"b": 2.5}]}}, specs)["payload"]["a"][4] == {"b": 2.5}
+    for bad in ({"at": datetime(2024, 1, 1, tzinfo=UTC)}, {"n": float("nan")}, {"d": Decimal("1.5")}, {1: {2, 3}}):
+        assert issues(f.parse_input, {"kind": "note", "payload": bad}, specs) == [("payload", "invalid_json")], bad
+    assert issues(f.parse_input, {"kind": "note", "payload": ["not", "an", "object"]}, specs) == [("payload", "invalid_type")]

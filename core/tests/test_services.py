@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -148,6 +149,11 @@ def test_custom_fields_are_enforced_on_writes(crm):
     assert sorted(codes(info)) == [("custom.budget", "required"), ("custom.tier", "invalid_choice")]
     contact = crm.contacts.create({"first_name": "Ada", "custom": {"budget": "1500", "tier": "gold"}})
     assert crm.contacts.get(contact.id).custom == {"budget": 1500, "tier": "gold"}
+
+    # Python values are fine too: parsed to JSON by the field's type.
+    crm.custom_fields.define("contact", "renewal", "date")
+    typed = crm.contacts.create({"first_name": "Grace", "custom": {"budget": Decimal("12.50"), "renewal": date(2025, 1, 31)}})
+    assert crm.contacts.get(typed.id).custom == {"budget": 12.5, "renewal": "2025-01-31"}
 
     updated = crm.contacts.update(contact.id, {"custom": {"budget": 2000.5}}, expected_version=1)
     assert updated.custom == {"budget": 2000.5, "tier": "gold"} and updated.version == 2  # named keys change, others stay

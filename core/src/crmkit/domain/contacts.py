@@ -75,7 +75,7 @@ class Contact:
             f.FieldSpec("source", f.nested(Attribution, ATTRIBUTION_FIELDS)),
             f.FieldSpec("score", f.number(-1e9, 1e9)),
             f.FieldSpec("tags", f.tags),
-            f.FieldSpec("custom", f.mapping),
+            f.FieldSpec("custom", f.custom_values),
         ]
 
 
@@ -106,5 +106,5 @@ class Organization:
             f.FieldSpec("address", f.nested(Address, ADDRESS_FIELDS)),
             f.FieldSpec("owner_id", f.text(64)),
             f.FieldSpec("tags", f.tags),
-            f.FieldSpec("custom", f.mapping),
+            f.FieldSpec("custom", f.custom_values),
         ]

@@ -9,6 +9,7 @@ API and the intake pipeline all go through it, so a field is validated the same 
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -131,11 +132,27 @@ def tags(value: Any, field: str) -> list[str]:
     return result
 
 
-def mapping(value: Any, field: str) -> dict[str, Any]:
+def custom_values(value: Any, field: str) -> dict[str, Any]:
+    """The ``custom`` object: only its shape is checked here; each value is parsed (dates and
+    decimals made JSON-safe) against its custom field definition by ``validate_custom``."""
     if value in (None, ""):
         return {}
     if not isinstance(value, Mapping):
         raise ValidationFailed.single(field, "invalid_type", "must be an object")
+    return dict(value)
+
+
+def mapping(value: Any, field: str) -> dict[str, Any]:
+    """A JSON object stored as given. Checked here, not by the database: a datetime or NaN inside would
+    otherwise fail the whole write with a driver error that names no field."""
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationFailed.single(field, "invalid_type", "must be an object")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed.single(field, "invalid_json", f"must hold only JSON values (text, numbers, true/false, null, lists, objects): {exc}") from None
     return dict(value)
 
 

@@ -127,7 +127,7 @@ class Deal:
             f.FieldSpec("expected_close", f.date_),
             f.FieldSpec("owner_id", f.text(64)),
             f.FieldSpec("lost_reason", f.text(500)),
-            f.FieldSpec("custom", f.mapping),
+            f.FieldSpec("custom", f.custom_values),
         ]
 
     def move_to(
