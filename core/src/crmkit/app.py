@@ -124,7 +124,10 @@ class CRM:
     def uow(self, actor: str | None = None) -> UnitOfWork:
         """A unit of work: one transaction whose events are dispatched after it commits."""
         after = self.events.dispatch if self.dispatch_inline else None
-        return self.backend.unit_of_work(after_commit=after, actor=actor)
+        return self.backend.unit_of_work(after_commit=after, actor=actor, before_commit=self._before_commit)
+
+    def _before_commit(self, uow: UnitOfWork, events: list[Any]) -> None:
+        self.plugins.call("crmkit_before_commit", uow=uow, events=events, crm=self)
 
     def read(self) -> UnitOfWork:
         """A read-only view (its transaction is rolled back on exit)."""

@@ -189,6 +189,25 @@ def crmkit_handle_event(event: Event, crm: CRM) -> None:
     """
 
 
+@hookspec
+def crmkit_before_commit(uow: UnitOfWork, events: list[Event], crm: CRM) -> None:
+    """Write alongside a unit of work's changes, in its transaction, just before it commits.
+
+    Called once per commit of every unit of work a CRM opens for writing (``crm.uow()``: every
+    service, the intake, erasure and plugins' own writes), after its last change and before
+    its events are inserted into the outbox. What an implementation writes through
+    ``uow.connection`` commits or rolls back with the change, so a record kept here (the audit
+    log) cannot disagree with the data. Raising rolls the whole unit of work back; the caller
+    gets a ``PluginError`` naming the plugin.
+
+    :param uow: the open unit of work (``uow.actor``, ``uow.connection``, ``uow.table(name)``).
+    :param events: the events the unit of work emitted, in order (possibly none); a copy, so
+        events an implementation emits are written to the outbox but not passed to this hook.
+    :param crm: the CRM.
+    :return: None; the return value is ignored.
+    """
+
+
 # --- intake pipeline ----------------------------------------------------------------------
 
 

@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crmkit.builtin.sql_storage",
     "crmkit.builtin.intake_defaults",
     "crmkit.builtin.privacy_core",
+    "crmkit.builtin.audit",
     "crmkit.builtin.channels_plugin",
     "crmkit.cli.core_commands",
     "crmkit.merge.plugin",

@@ -64,11 +64,13 @@ class UnitOfWork:
         actor: str | None = None,
         *,
         readonly: bool = False,
+        before_commit: Callable[[UnitOfWork, list[domain.Event]], None] | None = None,
     ):
         self.backend = backend
         self.readonly = readonly
         self.tables = backend.metadata.tables
         self.after_commit = after_commit
+        self.before_commit = before_commit  # the CRM's crmkit_before_commit hook (the audit log)
         self.actor = actor
         self.events: list[domain.Event] = []
         self.connection: sa.Connection | None = None
@@ -99,6 +101,8 @@ class UnitOfWork:
 
     def commit(self) -> None:
         assert self.connection is not None and self._transaction is not None, "unit of work not entered"
+        if self.before_commit is not None:
+            self.before_commit(self, list(self.events))
         if self.events:
             self.connection.execute(
                 sa.insert(self.tables["outbox_events"]),

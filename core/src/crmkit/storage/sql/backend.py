@@ -100,8 +100,9 @@ class SQLBackend:
         if self._check_event_type is not None:
             self._check_event_type(event_type)
 
-    def unit_of_work(self, after_commit: Callable[..., None] | None = None, actor: str | None = None, *, readonly: bool = False) -> UnitOfWork:
-        return UnitOfWork(self, after_commit=after_commit, actor=actor, readonly=readonly)
+    def unit_of_work(self, after_commit: Callable[..., None] | None = None, actor: str | None = None, *, readonly: bool = False,
+                     before_commit: Callable[..., None] | None = None) -> UnitOfWork:
+        return UnitOfWork(self, after_commit=after_commit, actor=actor, readonly=readonly, before_commit=before_commit)
 
     def connect(self) -> sa.Connection:
         """A connection for reads (and for code that manages its own transaction)."""
