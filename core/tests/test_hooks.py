@@ -150,7 +150,8 @@ def test_bad_settings_name_file_section_and_key(tmp_path, crm_factory):
 
 def test_section_no_plugin_declares_is_an_error(tmp_path, crm_factory):
     config = write_config(tmp_path, "[plugins.loyalti]\npoints_per_won_deal = 1\n")
-    with pytest.raises(ConfigError, match=r"no plugin declares \[plugins.loyalti\] \(declared: loyalty\)"):
+    # Built-in plugins declare sections too (webhooks …): the declared list names them all.
+    with pytest.raises(ConfigError, match=r"no plugin declares \[plugins.loyalti\] \(declared: [^)]*\bloyalty\b"):
         crm_factory(config, plugins=[SettingsPlugin()])
 
 

@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crmkit.builtin.intake_defaults",
     "crmkit.builtin.privacy_core",
     "crmkit.builtin.audit",
+    "crmkit.builtin.webhooks",
     "crmkit.builtin.channels_plugin",
     "crmkit.cli.core_commands",
     "crmkit.merge.plugin",
