@@ -187,3 +187,20 @@ def test_a_partially_migrated_database_is_refused_then_upgraded(crm_factory, tmp
     crm = crm_factory(url)
     assert crm.backend.current() == crm.backend.heads()
     assert schema_differences(crm) == []
+
+
+def test_mariadb_refuses_a_database_that_cannot_store_every_script(crm_factory):
+    """A MariaDB database whose default character set is not utf8mb4 would accept the schema
+    and then fail on the first Persian name or emoji; upgrade says so up front."""
+    from crmkit.testing import create_server_database
+
+    url, drop = create_server_database("mariadb")
+    try:
+        admin = sa.create_engine(url)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"ALTER DATABASE `{admin.url.database}` CHARACTER SET latin1 COLLATE latin1_swedish_ci")
+        admin.dispose()
+        with pytest.raises(CRMError, match="uses the character set latin1; crmkit needs utf8mb4.*ALTER DATABASE"):
+            crmkit.open(url, migrate=True)
+    finally:
+        drop()

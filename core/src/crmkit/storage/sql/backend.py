@@ -128,11 +128,26 @@ class SQLBackend:
 
         self.scripts()
         with self.engine.begin() as connection:
+            self._require_utf8mb4(connection)
             command.upgrade(self.alembic_config(connection), target)
             if self.unmigrated_tables:
                 tables = [self.metadata.tables[name] for name in self.unmigrated_tables]
                 self.metadata.create_all(connection, tables=tables, checkfirst=True)
         return self.current()
+
+    def _require_utf8mb4(self, connection: sa.Connection) -> None:
+        """MySQL/MariaDB tables take the database's default character set; anything but
+        utf8mb4 would refuse Persian names or emoji at the first insert, far from the cause."""
+        if self.dialect not in ("mysql", "mariadb"):
+            return
+        charset = connection.exec_driver_sql("SELECT @@character_set_database").scalar()
+        if charset != "utf8mb4":
+            name = self.url.database
+            raise CRMError(
+                f"the database {name!r} uses the character set {charset}; crmkit needs utf8mb4 to store text in "
+                f"every script and emoji. Run: ALTER DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci; "
+                "then `crmkit db upgrade` again"
+            )
 
     def current(self) -> list[str]:
         from alembic.runtime.migration import MigrationContext
