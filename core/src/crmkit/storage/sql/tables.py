@@ -233,6 +233,30 @@ def core_metadata() -> sa.MetaData:
         sa.Column("undone_by", sa.String(64)),
     )
     sa.Table(
+        "api_keys", md, _id(),
+        # Credentials of the HTTP API. Only a SHA-256 of the secret is kept (the key is shown
+        # once); the id is part of the key, so lookup is by primary key, never by hash.
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("role", sa.String(32), nullable=False),
+        sa.Column("scopes", json_type(), nullable=False),
+        sa.Column("secret_hash", sa.String(64), nullable=False),
+        _fk("user_id", "users.id"),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("expires_at", UTCDateTime()),
+        sa.Column("revoked_at", UTCDateTime()),
+    )
+    sa.Table(
+        "idempotency_keys", md,
+        # The first response to a POST sent with an Idempotency-Key, replayed for retries. The
+        # key is stored hashed (with the API key it belongs to), next to a hash of the request.
+        sa.Column("key_hash", sa.String(64), primary_key=True),
+        sa.Column("api_key_id", ID, nullable=False),
+        sa.Column("request_hash", sa.String(64), nullable=False),
+        sa.Column("status", sa.Integer),
+        sa.Column("response", json_type()),
+        sa.Column("created_at", UTCDateTime(), nullable=False, index=True),
+    )
+    sa.Table(
         "outbox_events", md,
         sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("id", ID, nullable=False, unique=True),
@@ -261,5 +285,5 @@ def core_metadata() -> sa.MetaData:
 CORE_TABLES = (
     "teams", "users", "organizations", "campaigns", "contacts", "pipelines", "stages", "deals",
     "stage_changes", "activities", "tasks", "consents", "custom_field_definitions",
-    "external_ids", "merges", "outbox_events", "event_deliveries",
+    "external_ids", "merges", "api_keys", "idempotency_keys", "outbox_events", "event_deliveries",
 )

@@ -1,0 +1,98 @@
+"""``create_app(crm)``: the Litestar application of the headless HTTP API.
+
+The app is built per CRM (no module-level app), from the core's resources and the routes
+plugins contribute through ``crmkit_register_routes``; every write goes through the same services
+as the CLI. Serve it with ``crmkit serve`` (uvicorn) or any ASGI server, or test it with
+``litestar.testing.TestClient(create_app(crm))``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+
+from crmkit.api import access, docs, engagement, errors, records, sales
+from crmkit.api import openapi as doc
+from crmkit.api.auth import authentication
+from crmkit.api.keys import ApiKeys
+from crmkit.api.resources import Api
+from crmkit.errors import PluginError
+from crmkit.plugins import Registry
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+DESCRIPTION = """The headless API of a crmkit CRM.
+
+Authenticate with an API key (`crmkit api-keys create`): `Authorization: Bearer <key>`.
+Lists are pages in a stable order: pass `next_cursor` back as `cursor`; `fields=a,b` returns only
+those fields. Records carry an `ETag` (their version): send it as `If-Match` to write only if
+nobody changed the record since (412 otherwise). A POST with an `Idempotency-Key` header is
+performed once however often it is retried. Every error has the same shape:
+`{"error": {"code", "message", "issues": [{"field", "code", "message"}]}}`."""
+
+
+def create_app(crm: CRM, *, debug: bool = False) -> Litestar:
+    """The HTTP API of ``crm``, with the routes its plugins register."""
+    from crmkit import __version__
+
+    api = Api(crm)
+    keys = ApiKeys(crm)
+    core: list[HTTPRouteHandler] = [
+        *records.routes(api), *sales.routes(api), *engagement.routes(api), *access.routes(api, keys), *docs.routes(),
+    ]
+    return Litestar(
+        # One Router, not a list: Litestar 2.25 wraps a sync_to_thread handler a second time
+        # (and then serves a coroutine) when another handler of its path is registered on the
+        # app after it; a router registers each route once.
+        route_handlers=[Router("/", route_handlers=[*core, *plugin_routes(crm, core)])],
+        exception_handlers={Exception: errors.handle},
+        middleware=[authentication(keys)],
+        dependencies={"crm": Provide(lambda: crm, sync_to_thread=False)},
+        openapi_config=OpenAPIConfig(
+            title="crmkit", version=__version__, description=DESCRIPTION,
+            path="/schema", render_plugins=[JsonRenderPlugin()],
+            components=doc.components(), security=[{doc.SECURITY_SCHEME: []}],
+            use_handler_docstrings=False, create_examples=False,
+        ),
+        debug=debug,
+    )
+
+
+def plugin_routes(crm: CRM, core: Iterable[HTTPRouteHandler]) -> list[Any]:
+    """What plugins register through ``crmkit_register_routes``, refusing a method and path
+    that is already served (Litestar's own error would not say which plugin)."""
+    registry: Registry[Any] = crm.plugins.collect("crmkit_register_routes", Registry("route", key=_route_name))
+    served = {claim: "the crmkit core" for handler in core for claim in _claims(handler)}
+    routes = []
+    for name, route in registry.items():
+        plugin = registry.owners[name]
+        for claim in _claims(route):
+            if claim in served:
+                raise PluginError(plugin, f"route {claim[0]} {claim[1]} is already served by {served[claim]}")
+            served[claim] = f"plugin {plugin!r}"
+        routes.append(route)
+    return routes
+
+
+def _route_name(route: Any) -> str:
+    claims = sorted(_claims(route))
+    return ", ".join(f"{method} {path}" for method, path in claims) or repr(route)
+
+
+def _claims(route: Any) -> set[tuple[str, str]]:
+    """``(method, path)`` pairs a handler or router serves, path parameters' names erased."""
+    if isinstance(route, Router):
+        pairs = {(method, f"{route.path.rstrip('/')}{path}") for handler in route.route_handlers for method, path in _claims(handler)}
+    elif isinstance(route, HTTPRouteHandler):
+        pairs = {(method, path) for method in route.http_methods for path in route.paths}
+    else:
+        return set()
+    return {(method, re.sub(r"\{[^}]*\}", "{}", path.rstrip("/") or "/")) for method, path in pairs}
