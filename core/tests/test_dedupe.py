@@ -17,6 +17,7 @@ from crmkit.dedupe.compare import (
     PlaceComparator,
     StreetComparator,
     default_comparators,
+    many_function,
     pattern_function,
 )
 from crmkit.dedupe.evaluation import febrl_record, pairwise_scores
@@ -162,7 +163,7 @@ def test_a_skewed_key_does_not_explode_the_engine() -> None:
 
 
 def _levels(comparator, a, b):
-    return comparator.compile()(prepare(rec("a", **a)), prepare(rec("b", **b)))
+    return pattern_function([comparator])(prepare(rec("a", **a)), prepare(rec("b", **b)))
 
 
 def test_names_swapped_between_fields_are_recognised_and_explained() -> None:
@@ -237,6 +238,18 @@ def test_fast_levels_and_explanations_agree(a, b) -> None:
     assert pattern_function(comparators)(right, left) == explained  # symmetric
 
 
+@settings(max_examples=100, deadline=None)
+@given(people=st.lists(st.fixed_dictionaries({k: _values for k in ("first_name", "last_name", "phone", "birth_date",
+                                                                      "address_street", "address_city", "address_postcode")}),
+                       min_size=1, max_size=12))
+def test_batched_levels_equal_pairwise_levels(people) -> None:
+    records = [prepare(rec(f"r{k}", **p)) for k, p in enumerate(people)]
+    comparators = default_comparators()
+    columns = many_function(comparators)(records[0], records)
+    pairwise = [pattern_function(comparators)(records[0], other) for other in records]
+    assert list(zip(*columns, strict=True)) == pairwise
+
+
 # --- scoring -------------------------------------------------------------------------------------
 
 
@@ -252,6 +265,7 @@ def test_em_recovers_the_parameters_that_generated_the_patterns() -> None:
     start = MatchModel([FieldModel(f"f{k}", "c", tuple(str(x) for x in range(len(p))), [1 / len(p)] * len(p), list(p))
                         for k, p in enumerate([[0.5, 0.3, 0.2], [0.6, 0.4], [0.5, 0.3, 0.2]])], prior=0.05)
     start.fields = [attrs_evolve_m(f, [0.1] * (len(f.m) - 1) + [1.0]) for f in start.fields]
+    start.refresh()
     fitted = fit_em(start, patterns, monotone=False)
     assert fitted.converged
     assert fitted.prior == pytest.approx(prior_true, abs=0.01)
@@ -327,6 +341,17 @@ def test_engine_finds_typos_swaps_and_missing_values_and_explains_them() -> None
     assert evidence["birth_date"].weight > 0 and evidence["address_street"].weight > 0
     assert pair.weight == pytest.approx(sum(e.weight for e in pair.evidence))
     assert pair.score == pytest.approx(result.model.probability(pair.weight))
+
+
+def test_any_two_records_can_be_explained_with_a_fitted_model() -> None:
+    engine = Deduplicator()
+    result = engine.run(_world())
+    reported = next(p for p in result.pairs if (p.left_id, p.right_id) == ("b1", "b2"))
+    again = engine.explain(PEOPLE[4], PEOPLE[3], result.model)  # order does not matter
+    assert (again.left_id, again.right_id, again.decision) == ("b1", "b2", reported.decision)
+    assert again.score == pytest.approx(reported.score) and again.evidence == reported.evidence
+    unrelated = engine.explain(PEOPLE[0], PEOPLE[3], result.model)
+    assert unrelated.decision == "distinct" and unrelated.weight < 0
 
 
 def test_people_sharing_a_name_are_not_merged() -> None:

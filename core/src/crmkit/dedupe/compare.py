@@ -5,10 +5,15 @@ Every comparator maps a pair of values to a *level* — an index into its ``labe
 value is neither evidence for nor against a match. The scoring model learns one weight per level.
 Similarities come from rapidfuzz.
 
-A comparator has two entry points that must agree: :meth:`Comparator.compile` returns the
-function the engine calls on every candidate pair — written for speed, with the thresholds bound
-as locals and no per-call objects — and :meth:`Comparator.explain` recomputes the similarity and
-level for the few pairs that are reported (the tests check that both give the same levels).
+A comparator has two entry points that must agree (the tests check that they do):
+
+* :meth:`Comparator.compile_many` returns the function the engine runs for every record against
+  all its candidate partners at once. It hands each field's whole partner list to one
+  ``rapidfuzz.process.extract`` call with a score cutoff, so the similarity loop runs in C and
+  only partners that reach a threshold come back to Python — most candidates share nothing
+  beyond their blocking key, and this is where the engine spends its time;
+* :meth:`Comparator.explain` recomputes similarity and level for one pair, for the few pairs
+  that are reported.
 
 Names are compared as a unit (:class:`NameComparator`) because people swap given and family name
 on forms: the pair is scored both straight and crossed, and a clearly better crossed reading wins.
@@ -16,18 +21,20 @@ on forms: the pair is scored both straight and crossed, and a clearly better cro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from operator import attrgetter
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import attrs
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA, JaroWinkler
 
 from crmkit.dedupe.records import PreparedRecord
 
 Level = int | None
 LevelFunction = Callable[[PreparedRecord, PreparedRecord], tuple[Level, ...]]
+#: ``(record, partners) -> one list of levels per field``, each as long as ``partners``.
+ManyFunction = Callable[[PreparedRecord, Sequence[PreparedRecord]], list[list[Level]]]
 
 _jaro_winkler = JaroWinkler.normalized_similarity
 
@@ -54,9 +61,14 @@ class Comparator(Protocol):
     @property
     def labels(self) -> tuple[str, ...]: ...
 
-    def compile(self) -> LevelFunction: ...
+    def compile_many(self) -> ManyFunction: ...
 
     def explain(self, a: PreparedRecord, b: PreparedRecord) -> list[Reading]: ...
+
+
+def _hits(query: str, choices: list[str], scorer: Callable[..., Any], cutoff: float) -> dict[int, Any]:
+    """Position → score of the ``choices`` that reach ``cutoff`` (a similarity, or a distance for distance scorers)."""
+    return {position: score for _, score, position in process.extract(query, choices, scorer=scorer, score_cutoff=cutoff, limit=None)}
 
 
 def _similarity_level(similarity: float | None, thresholds: tuple[float, ...]) -> Level:
@@ -65,7 +77,15 @@ def _similarity_level(similarity: float | None, thresholds: tuple[float, ...]) -
         return None
     if similarity >= 1.0:
         return len(thresholds) + 1
-    return sum(similarity >= t for t in thresholds)
+    level = 0
+    for threshold in thresholds:
+        if similarity >= threshold:
+            level += 1
+    return level
+
+
+def _rank(similarity: float | None) -> float:
+    return -1.0 if similarity is None else similarity
 
 
 @attrs.frozen
@@ -73,9 +93,10 @@ class NameComparator:
     """Given and family name by Jaro–Winkler, tolerant of a given/family swap.
 
     Levels per name: different, similar (≥ ``thresholds[0]``), close (≥ ``thresholds[1]``), exact.
-    The crossed reading (a's given name against b's family name and vice versa) is taken only if
-    it beats the straight one by ``swap_margin``: two half-similar names are a coincidence, not a
-    swap. Crossed, the better of the two similarities is reported as the given name's.
+    Below ``thresholds[0]`` two names count as unrelated (similarity 0 for the swap decision). The
+    crossed reading (a's given name against b's family name and vice versa) is taken only if its
+    sum beats the straight one's by ``swap_margin``; crossed, the better of the two similarities is
+    reported as the given name's, which keeps a pair's levels independent of the records' order.
     """
 
     thresholds: tuple[float, float] = (0.80, 0.92)
@@ -85,54 +106,53 @@ class NameComparator:
     labels: tuple[str, ...] = ("different", "similar", "close", "exact")
 
     def similarities(self, a: PreparedRecord, b: PreparedRecord) -> tuple[float | None, float | None, bool]:
-        """(given-name similarity, family-name similarity, swapped?)."""
+        """(given-name similarity, family-name similarity, swapped?) — the reference for :meth:`compile_many`."""
+        low = self.thresholds[0]
         af, al, bf, bl = a.first_name, a.last_name, b.first_name, b.last_name
-        first = (1.0 if af == bf else _jaro_winkler(af, bf)) if af and bf else None
-        last = (1.0 if al == bl else _jaro_winkler(al, bl)) if al and bl else None
-        straight = (first or 0.0) + (last or 0.0)
-        wanted = straight + self.swap_margin
-        if wanted >= 2.0:
-            return first, last, False
-        cross_first = (1.0 if af == bl else _jaro_winkler(af, bl)) if af and bl else None
-        # Skip the second crossed comparison when even a perfect one could not make the swap win.
-        if (cross_first or 0.0) + (1.0 if al and bf else 0.0) <= wanted:
-            return first, last, False
-        cross_last = (1.0 if al == bf else _jaro_winkler(al, bf)) if al and bf else None
-        if (cross_first or 0.0) + (cross_last or 0.0) > wanted:
-            # Which crossed pair is "the given name" depends on which record came first; putting
-            # the better one first keeps a pair's score independent of the order of its records.
-            if (cross_last or -1.0) > (cross_first or -1.0):
+        first = _jaro_winkler(af, bf) if af and bf else None
+        last = _jaro_winkler(al, bl) if al and bl else None
+        cross_first = _jaro_winkler(af, bl) if af and bl else None
+        cross_last = _jaro_winkler(al, bf) if al and bf else None
+        # Below `low` a name counts as unrelated, as in compile_many (which never sees those scores).
+        clipped = [None if s is None else s if s >= low else 0.0 for s in (first, last, cross_first, cross_last)]
+        if (clipped[2] or 0.0) + (clipped[3] or 0.0) > (clipped[0] or 0.0) + (clipped[1] or 0.0) + self.swap_margin:
+            if _rank(clipped[3]) > _rank(clipped[2]):
                 cross_first, cross_last = cross_last, cross_first
             return cross_first, cross_last, True
         return first, last, False
 
-    def compile(self) -> LevelFunction:
+    def compile_many(self) -> ManyFunction:
         low, high = self.thresholds
         margin = self.swap_margin
-        jaro_winkler = _jaro_winkler
 
-        def levels(a: PreparedRecord, b: PreparedRecord) -> tuple[Level, ...]:
-            # Inlined copy of similarities(): this runs for every candidate pair.
-            af, al, bf, bl = a.first_name, a.last_name, b.first_name, b.last_name
-            if af == bf and al == bl and af and al:
-                return 3, 3
-            first = (1.0 if af == bf else jaro_winkler(af, bf)) if af and bf else None
-            last = (1.0 if al == bl else jaro_winkler(al, bl)) if al and bl else None
-            wanted = (first or 0.0) + (last or 0.0) + margin
-            if wanted < 2.0:
-                cross_first = (1.0 if af == bl else jaro_winkler(af, bl)) if af and bl else None
-                if (cross_first or 0.0) + (1.0 if al and bf else 0.0) > wanted:
-                    cross_last = (1.0 if al == bf else jaro_winkler(al, bf)) if al and bf else None
-                    if (cross_first or 0.0) + (cross_last or 0.0) > wanted:
-                        if (cross_last or -1.0) > (cross_first or -1.0):
+        def many(a: PreparedRecord, partners: Sequence[PreparedRecord]) -> list[list[Level]]:
+            af, al = a.first_name, a.last_name
+            firsts = [p.first_name for p in partners]
+            lasts = [p.last_name for p in partners]
+            # Similarities at or above `low`, by partner position; absent means below (or missing).
+            ff = _hits(af, firsts, _jaro_winkler, low) if af else {}
+            ll = _hits(al, lasts, _jaro_winkler, low) if al else {}
+            fl = _hits(af, lasts, _jaro_winkler, low) if af else {}
+            lf = _hits(al, firsts, _jaro_winkler, low) if al else {}
+            # Partners with no similar name either way: "different", or missing.
+            first_levels: list[Level] = [0 if bf else None for bf in firsts] if af else [None] * len(partners)
+            last_levels: list[Level] = [0 if bl else None for bl in lasts] if al else [None] * len(partners)
+            for k in ff.keys() | ll.keys() | fl.keys() | lf.keys():
+                bf, bl = firsts[k], lasts[k]
+                first = ff.get(k, 0.0) if af and bf else None
+                last = ll.get(k, 0.0) if al and bl else None
+                if k in fl or k in lf:  # a crossed reading needs at least one crossed name to be similar
+                    cross_first = fl.get(k, 0.0) if af and bl else None
+                    cross_last = lf.get(k, 0.0) if al and bf else None
+                    if (cross_first or 0.0) + (cross_last or 0.0) > (first or 0.0) + (last or 0.0) + margin:
+                        if _rank(cross_last) > _rank(cross_first):
                             cross_first, cross_last = cross_last, cross_first
                         first, last = cross_first, cross_last
-            return (
-                None if first is None else 3 if first >= 1.0 else 2 if first >= high else 1 if first >= low else 0,
-                None if last is None else 3 if last >= 1.0 else 2 if last >= high else 1 if last >= low else 0,
-            )
+                first_levels[k] = None if first is None else 3 if first >= 1.0 else 2 if first >= high else 1 if first >= low else 0
+                last_levels[k] = None if last is None else 3 if last >= 1.0 else 2 if last >= high else 1 if last >= low else 0
+            return [first_levels, last_levels]
 
-        return levels
+        return many
 
     def explain(self, a: PreparedRecord, b: PreparedRecord) -> list[Reading]:
         first, last, swapped = self.similarities(a, b)
@@ -144,47 +164,9 @@ class NameComparator:
 
 
 @attrs.frozen
-class JaroWinklerComparator:
-    """Short free text such as the city, by Jaro–Winkler. Levels: different, similar, exact."""
-
-    field: str
-    attribute: str
-    threshold: float = 0.88
-    comparator: str = "jaro_winkler"
-    labels: tuple[str, ...] = ("different", "similar", "exact")
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        return (self.field,)
-
-    def similarity(self, a: PreparedRecord, b: PreparedRecord) -> float | None:
-        x, y = getattr(a, self.attribute), getattr(b, self.attribute)
-        if not x or not y:
-            return None
-        return 1.0 if x == y else _jaro_winkler(x, y)
-
-    def compile(self) -> LevelFunction:
-        get, threshold = attrgetter(self.attribute), self.threshold
-
-        def levels(a: PreparedRecord, b: PreparedRecord) -> tuple[Level, ...]:
-            x, y = get(a), get(b)
-            if not x or not y:
-                return (None,)
-            if x == y:
-                return (2,)
-            return (1 if _jaro_winkler(x, y) >= threshold else 0,)
-
-        return levels
-
-    def explain(self, a: PreparedRecord, b: PreparedRecord) -> list[Reading]:
-        similarity = self.similarity(a, b)
-        return [Reading(self.field, self.comparator, similarity, _similarity_level(similarity, (self.threshold,)))]
-
-
-@attrs.frozen
 class StreetComparator:
-    """Street lines: the better of the token-sort ratio (lines or words in another order) and the
-    ratio of the space-free text (``"pridhamstreet"``). Levels: different, similar, close, exact."""
+    """Street lines: the better of the ratio of the space-free text (``"pridhamstreet"``) and the
+    token-sort ratio (lines or words in another order). Levels: different, similar, close, exact."""
 
     field: str = "address_street"
     thresholds: tuple[float, float] = (0.70, 0.90)
@@ -193,7 +175,7 @@ class StreetComparator:
 
     # The word-order reading is tried only from this plain ratio up: two lines of one address in
     # the other order still share the longer line in order, i.e. at least half their characters,
-    # and skipping it for the many clearly different streets halves this comparator's cost.
+    # and skipping it for the many clearly different streets is most of this comparator's speed.
     _REORDER_FLOOR = 50.0
 
     @property
@@ -203,29 +185,27 @@ class StreetComparator:
     def similarity(self, a: PreparedRecord, b: PreparedRecord) -> float | None:
         if not a.street or not b.street:
             return None
-        if a.street_compact == b.street_compact:
-            return 1.0
         best = fuzz.ratio(a.street_compact, b.street_compact)
-        if best >= self._REORDER_FLOOR:
+        if self._REORDER_FLOOR <= best < 100.0:
             best = max(best, fuzz.token_sort_ratio(a.street, b.street))
         return best / 100.0
 
-    def compile(self) -> LevelFunction:
+    def compile_many(self) -> ManyFunction:
         low, high = (t * 100.0 for t in self.thresholds)
         floor = self._REORDER_FLOOR
-        token_sort_ratio, ratio = fuzz.token_sort_ratio, fuzz.ratio
+        token_sort_ratio = fuzz.token_sort_ratio
 
-        def levels(a: PreparedRecord, b: PreparedRecord) -> tuple[Level, ...]:
-            if not a.street or not b.street:
-                return (None,)
-            if a.street_compact == b.street_compact:
-                return (3,)
-            best = ratio(a.street_compact, b.street_compact)
-            if floor <= best < high:  # the word-order reading can only raise the level
-                best = max(best, token_sort_ratio(a.street, b.street))
-            return (3 if best >= 100.0 else 2 if best >= high else 1 if best >= low else 0,)
+        def many(a: PreparedRecord, partners: Sequence[PreparedRecord]) -> list[list[Level]]:
+            if not a.street:
+                return [[None] * len(partners)]
+            levels: list[Level] = [0 if p.street else None for p in partners]
+            for k, best in _hits(a.street_compact, [p.street_compact for p in partners], fuzz.ratio, floor).items():
+                if best < 100.0:
+                    best = max(best, token_sort_ratio(a.street, partners[k].street))
+                levels[k] = 3 if best >= 100.0 else 2 if best >= high else 1 if best >= low else 0
+            return [levels]
 
-        return levels
+        return many
 
     def explain(self, a: PreparedRecord, b: PreparedRecord) -> list[Reading]:
         similarity = self.similarity(a, b)
@@ -234,8 +214,8 @@ class StreetComparator:
 
 @attrs.frozen
 class EditDistanceComparator:
-    """Codes typed by hand (birth date digits, postcode, phone, e-mail): optimal-string-alignment
-    distance, so one mistyped or transposed character is level ``1_edit``.
+    """Codes typed by hand (birth date digits, phone): optimal-string-alignment distance, so one
+    mistyped or transposed character is level ``1_edit``.
 
     Levels: different, then one per distance from ``max_edits`` down to 1, then exact.
     ``suffix`` compares only the last characters (phone numbers with or without a country code).
@@ -256,43 +236,36 @@ class EditDistanceComparator:
         near = tuple(f"{n}_edit{'s' if n > 1 else ''}" for n in range(self.max_edits, 0, -1))
         return ("different", *near, "exact")
 
-    def distance(self, a: PreparedRecord, b: PreparedRecord) -> int | None:
-        x, y = getattr(a, self.attribute), getattr(b, self.attribute)
-        if not x or not y:
-            return None
-        if self.suffix:
-            x, y = x[-self.suffix:], y[-self.suffix:]
-        return OSA.distance(x, y)
+    def _value(self, record: PreparedRecord) -> str:
+        value = getattr(record, self.attribute)
+        return value[-self.suffix:] if self.suffix else value
 
-    def compile(self) -> LevelFunction:
-        get, suffix, exact = attrgetter(self.attribute), self.suffix, self.max_edits + 1
-        distance = OSA.distance
+    def compile_many(self) -> ManyFunction:
+        get, suffix, max_edits = attrgetter(self.attribute), self.suffix, self.max_edits
+        exact = max_edits + 1
 
-        def levels(a: PreparedRecord, b: PreparedRecord) -> tuple[Level, ...]:
-            x, y = get(a), get(b)
-            if not x or not y:
-                return (None,)
-            if suffix:
-                x, y = x[-suffix:], y[-suffix:]
-            if x == y:
-                return (exact,)
-            # score_cutoff lets rapidfuzz stop early; anything beyond it comes back as cutoff + 1.
-            return (max(exact - distance(x, y, score_cutoff=exact), 0),)
+        def many(a: PreparedRecord, partners: Sequence[PreparedRecord]) -> list[list[Level]]:
+            x = get(a)[-suffix:] if suffix else get(a)
+            if not x:
+                return [[None] * len(partners)]
+            ys = [get(p)[-suffix:] for p in partners] if suffix else [get(p) for p in partners]
+            hits = _hits(x, ys, OSA.distance, max_edits)
+            return [[None if not y else exact - hits[k] if k in hits else 0 for k, y in enumerate(ys)]]
 
-        return levels
+        return many
 
     def explain(self, a: PreparedRecord, b: PreparedRecord) -> list[Reading]:
-        distance = self.distance(a, b)
-        if distance is None:
+        x, y = self._value(a), self._value(b)
+        if not x or not y:
             return [Reading(self.field, self.comparator, None, None)]
-        length = max(len(getattr(a, self.attribute)[-self.suffix:]), len(getattr(b, self.attribute)[-self.suffix:]))
+        distance = OSA.distance(x, y)
         level = max(self.max_edits + 1 - distance, 0)
-        return [Reading(self.field, self.comparator, 1.0 - distance / length, level)]
+        return [Reading(self.field, self.comparator, 1.0 - distance / max(len(x), len(y)), level)]
 
 
 @attrs.frozen
 class ExactComparator:
-    """Agree or not (region/state). Levels: different, exact."""
+    """Agree or not. Levels: different, exact."""
 
     field: str
     attribute: str
@@ -303,14 +276,16 @@ class ExactComparator:
     def fields(self) -> tuple[str, ...]:
         return (self.field,)
 
-    def compile(self) -> LevelFunction:
+    def compile_many(self) -> ManyFunction:
         get = attrgetter(self.attribute)
 
-        def levels(a: PreparedRecord, b: PreparedRecord) -> tuple[Level, ...]:
-            x, y = get(a), get(b)
-            return (None if not x or not y else int(x == y),)
+        def many(a: PreparedRecord, partners: Sequence[PreparedRecord]) -> list[list[Level]]:
+            x = get(a)
+            if not x:
+                return [[None] * len(partners)]
+            return [[None if not (y := get(p)) else int(x == y) for p in partners]]
 
-        return levels
+        return many
 
     def explain(self, a: PreparedRecord, b: PreparedRecord) -> list[Reading]:
         x, y = getattr(a, self.attribute), getattr(b, self.attribute)
@@ -341,9 +316,9 @@ class PlaceComparator:
         """(postcode 0-2, city 0-2, region 0-1), each ``None`` when missing on a side."""
         postcode = city = region = None
         if a.postcode and b.postcode:
-            postcode = 2 if a.postcode == b.postcode else 1 if OSA.distance(a.postcode, b.postcode, score_cutoff=2) == 1 else 0
+            postcode = max(2 - OSA.distance(a.postcode, b.postcode), 0)
         if a.city and b.city:
-            city = 2 if a.city == b.city else 1 if _jaro_winkler(a.city, b.city) >= self.city_threshold else 0
+            city = 2 if a.city == b.city else int(_jaro_winkler(a.city, b.city) >= self.city_threshold)
         if a.region and b.region:
             region = int(a.region == b.region)
         return postcode, city, region
@@ -360,28 +335,28 @@ class PlaceComparator:
             return 2
         return 1 if region else 0
 
-    def compile(self) -> LevelFunction:
-        threshold = self.city_threshold
-        distance, jaro_winkler = OSA.distance, _jaro_winkler
+    def compile_many(self) -> ManyFunction:
+        threshold, combine = self.city_threshold, self.combine
 
-        def levels(a: PreparedRecord, b: PreparedRecord) -> tuple[Level, ...]:
-            # Inlined parts() + combine(), cheapest checks first: this runs for every candidate pair.
-            ap, bp, ac, bc = a.postcode, b.postcode, a.city, b.city
-            postcode = (2 if ap == bp else 1 if distance(ap, bp, score_cutoff=2) == 1 else 0) if ap and bp else None
-            if postcode == 2 and ac and ac == bc:
-                return (4,)
-            city = (2 if ac == bc else 1 if jaro_winkler(ac, bc) >= threshold else 0) if ac and bc else None
-            if postcode == 2:
-                return (4 if city else 3,)
-            if postcode == 1 and city:
-                return (3,)
-            if city or postcode == 1:
-                return (2,)
-            if postcode is None and city is None and not (a.region and b.region):
-                return (None,)
-            return (1 if a.region and a.region == b.region else 0,)
+        def many(a: PreparedRecord, partners: Sequence[PreparedRecord]) -> list[list[Level]]:
+            ap, ac, ar = a.postcode, a.city, a.region
+            postcodes = _hits(ap, [p.postcode for p in partners], OSA.distance, 1) if ap else {}
+            cities = _hits(ac, [p.city for p in partners], _jaro_winkler, threshold) if ac else {}
+            # Without a similar postcode or city only the region can agree (combine() for that case).
+            levels: list[Level] = [
+                (1 if ar == p.region else 0) if ar and p.region else
+                (0 if (ap and p.postcode) or (ac and p.city) else None)
+                for p in partners
+            ]
+            for k in postcodes.keys() | cities.keys():
+                p = partners[k]
+                distance, similarity = postcodes.get(k), cities.get(k)
+                postcode = None if not (ap and p.postcode) else 0 if distance is None else 2 - distance
+                city = None if not (ac and p.city) else 0 if similarity is None else 2 if similarity >= 1.0 else 1
+                levels[k] = combine(postcode, city, None if not (ar and p.region) else int(ar == p.region))
+            return [levels]
 
-        return levels
+        return many
 
     def explain(self, a: PreparedRecord, b: PreparedRecord) -> list[Reading]:
         postcode, city, region = self.parts(a, b)
@@ -392,15 +367,25 @@ class PlaceComparator:
         return [Reading(self.field, self.comparator, similarity, level, note)]
 
 
-def pattern_function(comparators: tuple[Comparator, ...] | list[Comparator]) -> LevelFunction:
-    """One function giving a pair's full agreement pattern: the comparators' levels, concatenated."""
-    functions = tuple(c.compile() for c in comparators)
+def many_function(comparators: Sequence[Comparator]) -> ManyFunction:
+    """All comparators' level columns for a record against its partners, in pattern order."""
+    functions = tuple(c.compile_many() for c in comparators)
+
+    def many(a: PreparedRecord, partners: Sequence[PreparedRecord]) -> list[list[Level]]:
+        columns: list[list[Level]] = []
+        for function in functions:
+            columns.extend(function(a, partners))
+        return columns
+
+    return many
+
+
+def pattern_function(comparators: Sequence[Comparator]) -> LevelFunction:
+    """One pair's full agreement pattern (for sampling and tests; the engine batches with :func:`many_function`)."""
+    many = many_function(comparators)
 
     def pattern(a: PreparedRecord, b: PreparedRecord) -> tuple[Level, ...]:
-        result: tuple[Level, ...] = ()
-        for function in functions:
-            result += function(a, b)
-        return result
+        return tuple(column[0] for column in many(a, (b,)))
 
     return pattern
 

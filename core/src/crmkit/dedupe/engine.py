@@ -2,17 +2,22 @@
 
 Steps, for ``n`` records and ``c`` candidate pairs:
 
-1. **prepare** — normalise every record once (O(n) memory: the only per-record state kept);
+1. **prepare** — normalise every record once (:mod:`crmkit.dedupe.records`); the records are read
+   from any iterable, so they can stream from storage;
 2. **block** — the passes of :mod:`crmkit.dedupe.keys` propose candidate pairs, each once, with
-   oversized blocks capped (:mod:`crmkit.dedupe.blocking`);
-3. **compare** — each candidate is reduced to an agreement pattern (one level per field), stored as
-   two record indices and a pattern code: 24 bytes per candidate, no per-pair objects;
-4. **fit** — Fellegi–Sunter m/u probabilities by EM on the pattern counts (no labels);
+   oversized blocks capped (:mod:`crmkit.dedupe.blocking`); record by record, never all at once;
+3. **compare** — each record against its candidate partners, batched per field
+   (:mod:`crmkit.dedupe.compare`), reduced to agreement patterns stored as a partner position and
+   a pattern code: 8 bytes per candidate pair, no per-pair objects;
+4. **fit** — Fellegi–Sunter m/u probabilities and prior by EM on the pattern counts, no labels
+   (:mod:`crmkit.dedupe.scoring`);
 5. **decide** — score = posterior probability of a duplicate; ``auto_merge`` / ``review`` /
-   ``distinct`` by the two thresholds; matched pairs are grouped into clusters;
-6. **explain** — only pairs that are not ``distinct`` are re-compared to produce per-field evidence.
+   ``distinct`` by the two thresholds; matched pairs are grouped into clusters; per-field evidence
+   of a reported pair is worked out when it is first read.
 
-Nothing here touches storage: callers stream records from wherever they live.
+Memory is O(n) for the prepared records and the blocking indexes plus 8 bytes per candidate pair
+(at most about ``n · passes · max(cap, window) / 2``); time is O(c) comparisons plus
+O(n log n) sorting. Nothing here touches storage.
 """
 
 from __future__ import annotations
@@ -20,14 +25,14 @@ from __future__ import annotations
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import attrs
 
 from crmkit.dedupe.blocking import BlockingStats, OversizedPolicy, candidate_partners
 from crmkit.dedupe.clustering import DisjointSets, components
-from crmkit.dedupe.compare import Comparator, default_comparators, pattern_function
+from crmkit.dedupe.compare import Comparator, default_comparators, many_function
 from crmkit.dedupe.keys import BlockingPass, default_passes
 from crmkit.dedupe.records import PreparedRecord, prepare
 from crmkit.dedupe.scoring import MatchModel, Pattern, field_layout, fit_em, initial_model, random_pair_levels
@@ -81,14 +86,25 @@ class FieldEvidence(NamedTuple):
     note: str = ""
 
 
-@attrs.frozen
+@attrs.define(eq=False)
 class PairMatch:
+    """A scored pair. ``evidence`` is worked out on first access — most callers page through a
+    few pairs of many — and always sums to ``weight``."""
+
     left_id: str
     right_id: str
     score: float  # posterior probability of being the same person
     weight: float  # sum of the evidence weights (log2 Bayes factor)
     decision: Decision
-    evidence: tuple[FieldEvidence, ...]
+    _explain: Callable[[], tuple[FieldEvidence, ...]] | None = attrs.field(repr=False, alias="explain")
+    _evidence: tuple[FieldEvidence, ...] | None = attrs.field(default=None, repr=False, alias="evidence")
+
+    @property
+    def evidence(self) -> tuple[FieldEvidence, ...]:
+        if self._evidence is None:
+            assert self._explain is not None
+            self._evidence, self._explain = self._explain(), None
+        return self._evidence
 
 
 @attrs.define
@@ -135,12 +151,24 @@ def _ordered(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a <= b else (b, a)
 
 
+class _PatternCodes(dict[Pattern, int]):
+    """Pattern → code, encoding a pattern the first time it is seen (a few hundred distinct ones)."""
+
+    def __init__(self, encode: Callable[[Pattern], int]) -> None:
+        super().__init__()
+        self._encode = encode
+
+    def __missing__(self, pattern: Pattern) -> int:
+        code = self[pattern] = self._encode(pattern)
+        return code
+
+
 class Deduplicator:
     """Runs the steps of the module docstring with one :class:`DedupeConfig`."""
 
     def __init__(self, config: DedupeConfig | None = None) -> None:
         self.config = config or DedupeConfig()
-        self._compare = pattern_function(self.config.comparators)
+        self._compare_many = many_function(self.config.comparators)
         # Mixed-radix pattern codes: level + 1 per field (0 = missing) packs a pattern into one int.
         self._radix = [len(labels) + 1 for _, _, labels in field_layout(self.config.comparators)]
         self._strides: list[int] = []
@@ -178,15 +206,18 @@ class Deduplicator:
         stats.seconds["fit"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        probability = {code: model.probability(model.weight(self._decode(code))) for code in counts}
-        review_at = config.review_at
+        weights = {code: model.weight(self._decode(code)) for code in counts}
+        kept_codes = {code for code, weight in weights.items() if model.probability(weight) >= config.review_at}
         kept: list[tuple[int, int]] = []
+        pairs: list[PairMatch] = []
         for i in range(len(prepared)):
             for position in range(offsets[i], offsets[i + 1]):
-                if probability[codes[position]] >= review_at:
-                    kept.append((i, partners[position]))
+                code = codes[position]
+                if code in kept_codes:
+                    j = partners[position]
+                    kept.append((i, j))
+                    pairs.append(self._pair(prepared[i], prepared[j], model, weights[code]))
         del offsets, partners, codes
-        pairs = [self._explain(prepared[i], prepared[j], model) for i, j in kept]
         clusters = self._clusters(prepared, kept, pairs)
         pairs.sort(key=lambda p: (-p.score, p.left_id, p.right_id))
         stats.auto_merge = sum(p.decision == "auto_merge" for p in pairs)
@@ -217,51 +248,55 @@ class Deduplicator:
         Record ``i``'s partners are ``partners[offsets[i]:offsets[i + 1]]``.
         """
         config = self.config
-        compare, encode = self._compare, self._encode
+        compare_many = self._compare_many
         offsets, partners, codes = array("q", [0]), array("i"), array(self._code_type)
-        code_of: dict[Pattern, int] = {}
-        counts: Counter[int] = Counter()
+        code_of = _PatternCodes(self._encode)
         for i, later in candidate_partners(prepared, config.passes, max_block_size=config.max_block_size,
                                            oversized=config.oversized, fallback_window=config.fallback_window,
                                            stats=stats.blocking):
-            a = prepared[i]
-            for j in later:
-                pattern = compare(a, prepared[j])
-                code = code_of.get(pattern)
-                if code is None:
-                    code = code_of[pattern] = encode(pattern)
-                codes.append(code)
-                counts[code] += 1
-            partners.extend(later)
+            if later:
+                codes.extend(map(code_of.__getitem__, zip(*compare_many(prepared[i], [prepared[j] for j in later]), strict=True)))
+                partners.extend(later)
             offsets.append(len(partners))
-        return offsets, partners, codes, counts
+        return offsets, partners, codes, Counter(codes)
 
     def fit(self, prepared: Sequence[PreparedRecord], counts: Counter[int]) -> MatchModel:
         """EM on the candidates' pattern counts, started from u measured on random pairs."""
         config = self.config
-        random_patterns = random_pair_levels(prepared, self._compare, config.random_pairs, config.seed)
+        random_patterns = random_pair_levels(prepared, self._compare_many, config.random_pairs, config.seed)
         start = initial_model(config.comparators, random_patterns)
         patterns = Counter({self._decode(code): count for code, count in counts.items()})
-        model = fit_em(start, patterns)
-        model.refresh()
-        return model
+        return fit_em(start, patterns)
 
-    def _explain(self, a: PreparedRecord, b: PreparedRecord, model: MatchModel) -> PairMatch:
+    def _decision(self, score: float) -> Decision:
+        config = self.config
+        return "auto_merge" if score >= config.auto_merge_at else "review" if score >= config.review_at else "distinct"
+
+    def _pair(self, a: PreparedRecord, b: PreparedRecord, model: MatchModel, weight: float) -> PairMatch:
+        score = model.probability(weight)
+        left, right = _ordered(a.id, b.id)  # evidence is symmetric, so only the ids need ordering
+        return PairMatch(left, right, score, weight, self._decision(score), explain=lambda: self._evidence(a, b, model))
+
+    def _evidence(self, a: PreparedRecord, b: PreparedRecord, model: MatchModel) -> tuple[FieldEvidence, ...]:
         evidence: list[FieldEvidence] = []
         index = 0
         for comparator in self.config.comparators:
             for reading in comparator.explain(a, b):
-                field_model = model.fields[index]
-                label = None if reading.level is None else field_model.labels[reading.level]
-                evidence.append(FieldEvidence(reading.field, reading.comparator, reading.similarity, label,
+                labels = model.fields[index].labels
+                evidence.append(FieldEvidence(reading.field, reading.comparator, reading.similarity,
+                                              None if reading.level is None else labels[reading.level],
                                               model.field_weight(index, reading.level), reading.note))
                 index += 1
+        return tuple(evidence)
+
+    def explain(self, left: Mapping[str, Any], right: Mapping[str, Any], model: MatchModel) -> PairMatch:
+        """Score and explain any two records with a fitted ``model`` (e.g. ``result.model``) — also
+        pairs the blocking never proposed, to answer "why were these two not matched?"."""
+        a, b = prepare(left), prepare(right)
+        evidence = self._evidence(a, b, model)
         weight = sum(e.weight for e in evidence)
-        score = model.probability(weight)
-        decision: Decision = "auto_merge" if score >= self.config.auto_merge_at else (
-            "review" if score >= self.config.review_at else "distinct")
-        left, right = _ordered(a.id, b.id)  # evidence is symmetric, so only the ids need ordering
-        return PairMatch(left, right, score, weight, decision, tuple(evidence))
+        return PairMatch(*_ordered(a.id, b.id), model.probability(weight), weight,
+                         self._decision(model.probability(weight)), explain=None, evidence=evidence)
 
     @staticmethod
     def _clusters(prepared: Sequence[PreparedRecord], kept: Sequence[tuple[int, int]], pairs: Sequence[PairMatch]) -> list[Cluster]:

@@ -82,10 +82,6 @@ def postcode_key(record: PreparedRecord) -> str:
     return record.postcode
 
 
-def city_key(record: PreparedRecord) -> str:
-    return record.city
-
-
 def street_key(record: PreparedRecord) -> str:
     """The street without spaces, so a lost or inserted space (``pridhamstreet``) keeps the key."""
     return record.street_compact

@@ -16,12 +16,6 @@ from typing import Any
 
 import attrs
 
-#: The fields the engine reads from each input record; anything else is ignored.
-RECORD_FIELDS = (
-    "id", "first_name", "last_name", "email", "phone", "birth_date",
-    "address_street", "address_city", "address_region", "address_postcode",
-)
-
 _NOT_WORD = re.compile(r"[^\w]+")
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 _NOT_DIGIT = re.compile(r"[^0-9]+")

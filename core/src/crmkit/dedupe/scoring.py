@@ -1,16 +1,24 @@
 """Fellegi–Sunter scoring with weights learned without labels.
 
-Each field's comparison level ``l`` has an *m* probability (how often true duplicates show that
-level) and a *u* probability (how often distinct records do). A pair's score is the sum over its
-fields of ``log2(m / u)`` — positive when the level is likelier for duplicates — which makes it
+Each field's comparison level ``l`` has an *m* probability (how often duplicates show that level)
+and a *u* probability (how often distinct records do). A pair's weight is the sum over its fields
+of ``log2(m / u)`` — positive when the level is likelier for duplicates — which makes the score
 explainable field by field; a missing value contributes nothing. Added to the prior log-odds it
 gives the probability that the pair is a duplicate.
 
-The probabilities are fitted by expectation–maximisation on the counts of agreement *patterns*
+m, u and the prior are fitted by expectation–maximisation on the counts of agreement *patterns*
 (one level per field) among the candidate pairs: a two-class mixture, duplicates and distinct
-pairs, with fields independent inside each class. Only pattern counts are needed, so fitting costs
-O(patterns · fields · iterations) whatever the number of pairs. The starting *u* comes from
-random record pairs — nearly all distinct — which anchors the mixture so EM cannot swap classes.
+pairs, with fields independent within a class. Only pattern counts are needed, so fitting costs
+O(patterns · fields · iterations) however many pairs there are. Three choices, and why:
+
+* u is fitted on the candidates, not taken from random pairs: blocking selects distinct pairs
+  that agree on the blocking keys far more often than random pairs do, and scoring those very
+  candidates with random-pair u would read every shared blocking key as evidence (on FEBRL 2 that
+  drives EM to call every candidate a duplicate). Random pairs only provide EM's starting u.
+* The M-step is a MAP estimate with a few pseudo-pairs drawn from the starting values, so a small
+  data set with a handful of duplicates cannot fit weights to two or three pairs.
+* After EM, each field's m is pooled so that m/u never falls as the level rises (see
+  :func:`_monotone`): an explanation saying an exact match weighs less than a typo would mislead.
 """
 
 from __future__ import annotations
@@ -18,11 +26,11 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import attrs
 
-from crmkit.dedupe.compare import Comparator, Level, LevelFunction
+from crmkit.dedupe.compare import Comparator, Level, ManyFunction
 from crmkit.dedupe.records import PreparedRecord
 
 Pattern = tuple[Level, ...]
@@ -53,9 +61,13 @@ class MatchModel:
     prior: float
     iterations: int = 0
     converged: bool = False
-    _weights: list[list[float]] = attrs.field(init=False, factory=list, repr=False)
+    _weights: list[list[float]] = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.refresh()
 
     def refresh(self) -> None:
+        """Recompute the weight tables after changing ``fields`` in place."""
         self._weights = [f.weights for f in self.fields]
 
     @property
@@ -64,13 +76,9 @@ class MatchModel:
 
     def weight(self, pattern: Pattern) -> float:
         """Sum of the per-field weights (log2 Bayes factor) of an agreement pattern."""
-        if not self._weights:
-            self.refresh()
         return sum(w[level] for w, level in zip(self._weights, pattern, strict=True) if level is not None)
 
     def field_weight(self, index: int, level: Level) -> float:
-        if not self._weights:
-            self.refresh()
         return 0.0 if level is None else self._weights[index][level]
 
     def probability(self, weight: float) -> float:
@@ -87,18 +95,24 @@ def field_layout(comparators: Sequence[Comparator]) -> list[tuple[str, str, tupl
 
 
 def random_pair_levels(
-    records: Sequence[PreparedRecord], compare: LevelFunction, sample_size: int, seed: int = 0,
+    records: Sequence[PreparedRecord], compare_many: ManyFunction, sample_size: int, seed: int = 0,
 ) -> Counter[Pattern]:
-    """Agreement patterns of ``sample_size`` random record pairs — an estimate of how distinct records compare."""
+    """Agreement patterns of about ``sample_size`` random record pairs — how distinct records compare.
+
+    Drawn as random records against a handful of random partners each, so the comparisons run
+    batched like the engine's own.
+    """
     rng = random.Random(seed)
     n = len(records)
     counts: Counter[Pattern] = Counter()
     if n < 2:
         return counts
-    for _ in range(sample_size):
-        i, j = rng.randrange(n), rng.randrange(n)
-        if i != j:
-            counts[compare(records[i], records[j])] += 1
+    partners_each = 10
+    for _ in range(max(1, sample_size // partners_each)):
+        i = rng.randrange(n)
+        partners = [records[j] for j in (rng.randrange(n) for _ in range(partners_each)) if j != i]
+        if partners:
+            counts.update(zip(*compare_many(records[i], partners), strict=True))
     return counts
 
 
@@ -214,7 +228,3 @@ def _normalise(counts: list[float], previous: list[float]) -> list[float]:
     if total <= 0:  # the field was missing in every pair: keep what we had
         return previous
     return [max(c / total, _FLOOR) for c in counts]
-
-
-def count_patterns(patterns: Iterable[Pattern]) -> Counter[Pattern]:
-    return Counter(patterns)
