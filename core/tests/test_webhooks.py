@@ -321,6 +321,22 @@ def test_concurrent_runners_send_each_delivery_once(tmp_path, crm_factory, datab
     assert len(receiver.accepted()) == len(set(receiver.accepted())) == 30
 
 
+def test_a_subscription_removed_by_another_process_does_not_block_the_others(crm, crm_factory, receiver, monkeypatch):
+    from crmkit.builtin.webhooks import service
+
+    monkeypatch.setattr(service, "SUBSCRIPTIONS_TTL", 3600.0)  # this process keeps its (stale) list
+    keep = crm.webhooks.add(receiver.url("/keep"), ["contact.created"]).subscription
+    doomed = crm.webhooks.add(receiver.url("/doomed"), ["contact.created"]).subscription
+    crm.contacts.create({"first_name": "Ada"})
+    assert len(receiver.accepted()) == 2
+
+    crm_factory(crm.config.database_url, migrate=False).webhooks.remove(doomed.id)
+    crm.contacts.create({"first_name": "Grace"})  # queueing for the removed one fails; reread, queue the rest
+
+    assert [r.payload["data"]["first_name"] for r in receiver.requests] == ["Ada", "Ada", "Grace"]
+    assert {d.subscription_id for d in crm.webhooks.deliveries(limit=None)} == {keep.id}
+
+
 # --- subscriptions, CLI -------------------------------------------------------------------------
 
 

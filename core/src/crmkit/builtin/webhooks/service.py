@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,10 @@ EVENT_TYPES = {
 }
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _URL_MAX = 2000
+#: How long the active subscriptions are reused for queueing. Every event is handed to the
+#: subscriber on its own, and reading the table for each one cost an import more than the
+#: import itself; changes made through this object apply at once, others within this time.
+SUBSCRIPTIONS_TTL = 1.0
 
 
 class Webhooks:
@@ -42,6 +47,7 @@ class Webhooks:
         tables = crm.backend.metadata.tables
         self.subscriptions: sa.Table = tables[SUBSCRIPTIONS]
         self.deliveries_table: sa.Table = tables[DELIVERIES]
+        self._active: tuple[float, list[Subscription]] | None = None
 
     # --- subscriptions ------------------------------------------------------------------
 
@@ -63,6 +69,7 @@ class Webhooks:
             assert uow.connection is not None
             uow.connection.execute(sa.insert(self.subscriptions).values(**row))
             uow.emit("webhook.subscribed", row["id"], {"url": row["url"], "events": wanted, "secret_source": "env" if secret_env else "generated"})
+            self._forget()  # before the commit dispatches: '*' subscriptions get their own creation
         return NewSubscription(subscription=self.get(row["id"]), secret=secret)
 
     def _check_url(self, url: str) -> list[FieldIssue]:
@@ -116,6 +123,7 @@ class Webhooks:
             assert uow.connection is not None
             uow.connection.execute(sa.delete(self.subscriptions).where(self.subscriptions.c.id == subscription_id))
             uow.emit("webhook.unsubscribed", subscription_id, {"url": subscription.url, "events": subscription.events})
+            self._forget()
 
     def enable(self, subscription_id: str, *, actor: str | None = None) -> Subscription:
         """Resume a subscription disabled by a 410; its pending deliveries are sent again."""
@@ -125,37 +133,59 @@ class Webhooks:
             uow.connection.execute(sa.update(self.subscriptions).where(self.subscriptions.c.id == subscription_id)
                                    .values(active=True, disabled_at=None, disabled_reason=None))
             uow.emit("webhook.enabled", subscription_id, {})
+            self._forget()
         return self.get(subscription_id)
 
     # --- deliveries ---------------------------------------------------------------------
 
+    def _subscribed(self, fresh: bool = False) -> list[Subscription]:
+        """The active subscriptions, read at most every :data:`SUBSCRIPTIONS_TTL` seconds."""
+        cached = self._active
+        if fresh or cached is None or time.monotonic() - cached[0] > SUBSCRIPTIONS_TTL:
+            with self.crm.backend.connect() as conn:
+                rows = conn.execute(sa.select(self.subscriptions).where(self.subscriptions.c.active.is_(True)))
+                cached = self._active = (time.monotonic(), [Subscription.from_row(row) for row in rows])
+        return cached[1]
+
+    def _forget(self) -> None:
+        self._active = None
+
     def enqueue(self, event: Event) -> list[str]:
         """Queue one delivery of ``event`` per active subscription that wants it; an event
         handed over again (a dispatcher retry) queues nothing new. Returns the new ids."""
-        with self.crm.backend.connect() as conn:
-            matching = [s for s in map(Subscription.from_row, conn.execute(sa.select(self.subscriptions).where(self.subscriptions.c.active.is_(True))))
-                        if s.wants(event.type)]
+        matching = [s for s in self._subscribed() if s.wants(event.type)]
         if not matching:
             return []
+        try:
+            return self._insert(event, matching)
+        except sa.exc.IntegrityError:
+            # Another process queued this event at the same moment (the unique key kept its
+            # rows), or a subscription was removed since it was read: look again, once. A
+            # second failure reaches the dispatcher, which retries this subscriber later.
+            return self._insert(event, [s for s in self._subscribed(fresh=True) if s.wants(event.type)])
+
+    def _insert(self, event: Event, matching: list[Subscription]) -> list[str]:
         d, now = self.deliveries_table.c, utcnow()
         payload, contact_id = payload_of(event), contact_of(event)
-        try:
-            with self.crm.backend.engine.connect().execution_options(crmkit_write=True) as conn, conn.begin():
-                queued = set(conn.scalars(sa.select(d.subscription_id).where(d.event_id == event.id)))
-                rows = [
-                    {"id": new_id(), "subscription_id": s.id, "event_id": event.id, "event_type": event.type, "contact_id": contact_id,
-                     "payload": payload, "status": PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now}
-                    for s in matching if s.id not in queued
-                ]
-                if rows:
-                    conn.execute(sa.insert(self.deliveries_table), rows)
-        except sa.exc.IntegrityError:
-            return []  # another process queued this event at the same moment: the unique key kept one
+        with self.crm.backend.engine.connect().execution_options(crmkit_write=True) as conn, conn.begin():
+            queued = set(conn.scalars(sa.select(d.subscription_id).where(d.event_id == event.id)))
+            rows = [
+                {"id": new_id(), "subscription_id": s.id, "event_id": event.id, "event_type": event.type, "contact_id": contact_id,
+                 "payload": payload, "status": PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now}
+                for s in matching if s.id not in queued
+            ]
+            if rows:
+                conn.execute(sa.insert(self.deliveries_table), rows)
         return [row["id"] for row in rows]
 
     def deliver(self, *, now: datetime | None = None, limit: int | None = None) -> DeliveryReport:
         """Attempt every delivery that is due (new ones and retries whose time has come)."""
-        return self.runner.run(now=now, limit=limit)
+        return self._ran(self.runner.run(now=now, limit=limit))
+
+    def _ran(self, report: DeliveryReport) -> DeliveryReport:
+        if report.disabled:
+            self._forget()  # a 410 disabled a subscription: stop queueing for it now
+        return report
 
     def deliveries(self, *, subscription_id: str | None = None, status: str | None = None, event_id: str | None = None,
                    limit: int | None = 100) -> list[Delivery]:
@@ -183,7 +213,7 @@ class Webhooks:
         with self.crm.backend.engine.connect().execution_options(crmkit_write=True) as conn, conn.begin():
             conn.execute(sa.update(self.deliveries_table).where(self.deliveries_table.c.id == delivery_id)
                          .values(status=PENDING, attempts=0, next_attempt_at=at))
-        self.runner.run(now=at, ids=[delivery_id])
+        self._ran(self.runner.run(now=at, ids=[delivery_id]))
         return self.delivery(delivery_id)
 
     # --- personal data ------------------------------------------------------------------
