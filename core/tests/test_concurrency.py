@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from crmkit.errors import ConflictError
@@ -43,8 +44,8 @@ def test_two_writers_of_one_version_exactly_one_wins(database_url, crm_factory):
     for round_ in range(4):
         version = second.deals.get(deal.id).version
         outcomes = race(
-            lambda: first.deals.update(deal.id, {"title": f"first {round_}"}, expected_version=version),
-            lambda: second.deals.update(deal.id, {"title": f"second {round_}"}, expected_version=version),
+            partial(first.deals.update, deal.id, {"title": f"first {round_}"}, expected_version=version),
+            partial(second.deals.update, deal.id, {"title": f"second {round_}"}, expected_version=version),
         )
         won, lost = split(outcomes)
         assert len(won) == 1 and len(lost) == 1, outcomes

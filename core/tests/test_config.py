@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import attrs
-import pytest
-
 import crmkit
+import pytest
 from crmkit.config import build_settings, load_config
 from crmkit.errors import ConfigError
 from crmkit.plugins import hookimpl

@@ -7,9 +7,6 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from crmkit import domain
 from crmkit.domain import fields as f
 from crmkit.domain.custom_fields import NUMBER_MAX, CustomFieldDefinition, validate_custom
@@ -17,6 +14,8 @@ from crmkit.domain.sales import build_pipeline
 from crmkit.domain.values import MONEY_MAX, Outcome, parse_money
 from crmkit.errors import ValidationFailed
 from crmkit.storage.sql.types import Money
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def issues(call, *args, **kwargs) -> list[tuple[str, str]]:

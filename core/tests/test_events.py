@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-
 from crmkit.domain.values import utcnow
 from crmkit.errors import CRMError
 from crmkit.events import MAX_ATTEMPTS, backoff

@@ -7,12 +7,11 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import crmkit
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-
-import crmkit
 from crmkit.errors import CRMError
 from crmkit.plugins import hookimpl
 from crmkit.storage.sql.tables import CORE_TABLES

@@ -10,7 +10,6 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-
 from crmkit.domain import ConsentStatus, Outcome
 from crmkit.errors import ConflictError, ValidationFailed
 

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 import attrs
 import pytest
 import sqlalchemy as sa
-
 from crmkit import domain
 from crmkit.domain import Address, Attribution, ConsentStatus, Direction, FieldType, LifecycleStage, Outcome, Role
 from crmkit.errors import ConflictError, NotFound
