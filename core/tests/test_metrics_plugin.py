@@ -61,16 +61,14 @@ def test_a_plugin_metric_is_listed_and_computed(crm_factory):
 
 
 def test_a_metric_name_taken_twice_names_both_plugins(crm_factory):
-    crm = crm_factory(plugins=[Clashing()])
-    with pytest.raises(PluginError) as caught:
-        metrics(crm)
+    with pytest.raises(PluginError) as caught:  # crm.metrics is collected when the CRM opens
+        crm_factory(plugins=[Clashing()])
     assert "clashing-metrics" in str(caught.value) and "crmkit.builtin.core_metrics" in str(caught.value)
 
 
 def test_an_unknown_unit_is_refused(crm_factory):
-    crm = crm_factory(plugins=[BadUnit()])
     with pytest.raises(PluginError, match="furlongs"):
-        metrics(crm)
+        crm_factory(plugins=[BadUnit()])
 
 
 def seed(crm):

@@ -28,6 +28,7 @@ class CRM:
         from crmkit.channels.dispatch import MessageService
         from crmkit.events import Dispatcher
         from crmkit.intake import Intake
+        from crmkit.metrics import metrics
         from crmkit.privacy import Privacy
         from crmkit.merge.service import MergeService
         from crmkit.services.engagement import ActivityService, ConsentService, CustomFieldService, TaskService
@@ -60,6 +61,7 @@ class CRM:
             self.intake = Intake(self)
             self.events = Dispatcher(self)
             self.privacy = Privacy(self)
+            self.metrics = metrics(self)
             self.merges = MergeService(self)
             self.messages = MessageService(self)
             plugins.call("crmkit_startup", crm=self)

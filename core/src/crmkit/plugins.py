@@ -43,6 +43,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crmkit.cli.transfer_commands",
     "crmkit.builtin.core_metrics",
     "crmkit.cli.metrics_commands",
+    "crmkit.cli.report_commands",
     "crmkit.cli.serve_commands",
 )
 
