@@ -7,7 +7,7 @@ PLUGINS := $(wildcard plugins/*)
 PACKAGES := core $(PLUGINS)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench lint clean
+.PHONY: install browser demo test bench lint clean
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): requirements-dev.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
 demo: install
 	$(BIN)/crmkit demo
+
+# Debian's Chromium for the browser tests (tests/browser), installed only when missing.
+browser:
+	test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
