@@ -186,8 +186,11 @@ def test_activities_tasks_consents_and_custom_fields(api, crm):
     assert logged.status_code == 201 and "etag" not in logged.headers
     assert crm.activities.get(logged.json()["id"]).payload == {"minutes": 12}
     assert issues_of(api.post("/activities", json={"kind": "Phone Call!"})) == {"kind": "invalid_kind"}
+    webhook = {"kind": "email.opened", "channel": "email", "external_id": "msg-1", "contact_id": contact["id"]}
+    first, redelivered = api.post("/activities", json=webhook), api.post("/activities", json=webhook)
+    assert (first.status_code, redelivered.status_code) == (201, 200) and first.json() == redelivered.json()
     assert error_of(api.patch(f"/activities/{logged.json()['id']}", json={"subject": "x"}), 405)  # append-only
-    assert [a["kind"] for a in api.get(f"/activities?contact_id={contact['id']}").json()["data"]] == ["call"]
+    assert [a["kind"] for a in api.get(f"/activities?contact_id={contact['id']}").json()["data"]] == ["call", "email.opened"]
 
     task = api.post("/tasks", json={"title": "Call back", "contact_id": contact["id"], "due_at": "2030-01-01T09:00:00+02:00"}).json()
     assert task["due_at"] == "2030-01-01T07:00:00+00:00"

@@ -57,6 +57,8 @@ def test_openapi_document_is_3_1_with_every_resource_secured_and_documented(docu
         if method in ("patch", "delete"):
             assert {"$ref": "#/components/parameters/IfMatch"} in op["parameters"], path
     assert "/openapi.json" not in paths and "/docs" not in paths
+    # A contact that matches an existing one is answered 200, not 201: both are documented.
+    assert {"200", "201"} <= set(document["paths"]["/contacts"]["post"]["responses"])
 
 
 def test_request_schemas_are_the_services_fields(crm, document):

@@ -62,6 +62,9 @@ def create_app(crm: CRM, *, debug: bool = False) -> Litestar:
             components=doc.components(), security=[{doc.SECURITY_SCHEME: []}],
             use_handler_docstrings=False, create_examples=False,
         ),
+        # Logging is the host's (uvicorn's, a test runner's): Litestar's default would replace
+        # the root logger's handlers when the app starts.
+        logging_config=None,
         debug=debug,
     )
 

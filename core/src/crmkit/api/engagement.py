@@ -34,7 +34,15 @@ CUSTOM_FIELD_CREATE = BodySchema({
 
 
 def log_activity(call: Call, data: dict[str, Any]) -> Written:
-    return Written(call.crm.activities.log(data, actor=call.actor))
+    # A channel's external_id is logged once: a redelivered webhook gets the first activity (200).
+    external_id, channel = (data.get(name).strip() or None if isinstance(data.get(name), str) else None
+                            for name in ("external_id", "channel"))
+    known = None
+    if external_id is not None:
+        with call.crm.read() as uow:
+            known = uow.activities.first(uow.activities.where(channel=channel, external_id=external_id))
+    activity = call.crm.activities.log(data, actor=call.actor)
+    return Written(activity, 200 if known is not None and known.id == activity.id else 201)
 
 
 def activities(crm: CRM) -> Resource:
@@ -43,6 +51,7 @@ def activities(crm: CRM) -> Resource:
         crm, "activities", label="activity", tag="activities and tasks",
         listing=Listing(filters={"kind": STRING, "contact_id": STRING, "deal_id": STRING, "organization_id": STRING}),
         create=log_activity, update=None, update_body=None, delete=None,
+        create_found="This channel's external_id was logged before: the activity logged then.",
     )
 
 

@@ -34,6 +34,8 @@ HEADERS: dict[str, dict[str, Any]] = {
     "ETag": {"description": "The record's version; send it back in If-Match to write only if nobody changed it since.",
              "schema": {"type": "string"}},
     "Location": {"description": "The URL of the created record.", "schema": {"type": "string"}},
+    "X-Intake-Outcome": {"description": "What the intake pipeline did with the contact.",
+                         "schema": {"type": "string", "enum": ["created", "updated", "skipped"]}},
 }
 PARAMETERS: dict[str, dict[str, Any]] = {
     "Limit": {"name": "limit", "in": "query", "required": False, "description": "Page size.",

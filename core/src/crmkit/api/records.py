@@ -76,6 +76,8 @@ def contacts(crm: CRM) -> Resource:
                                  "lifecycle_stage": enum_filter(domain.LifecycleStage), "owner_id": STRING,
                                  "organization_id": STRING}, sorts=("lifecycle_stage",)),
         create=create_contact,
+        create_found="The contact matched an existing one, which was updated or left as it was (see X-Intake-Outcome).",
+        create_headers=("X-Intake-Outcome",),
         create_query={"on_duplicate": {
             "type": "string", "enum": [o.value for o in OnDuplicate], "default": OnDuplicate.UPDATE.value,
             "description": "When the contact matches an existing one (external id, e-mail, phone, account number): "

@@ -76,6 +76,8 @@ class Resource:
     :param record: the JSON Schema of one record in a response.
     :param create/update/delete: write functions; None when the record cannot be written so.
     :param create_query: query parameters ``POST`` takes (name → JSON Schema).
+    :param create_found: when ``POST`` may answer 200 with a record that existed already
+        (a matched contact), what that means.
     """
 
     name: str
@@ -90,6 +92,8 @@ class Resource:
     create: Creator | None = None
     create_body: BodySchema | None = None
     create_query: Mapping[str, JsonSchema] = attrs.field(factory=dict)
+    create_found: str | None = None
+    create_headers: tuple[str, ...] = ()
     update: Updater | None = None
     update_body: BodySchema | None = None
     delete: Deleter | None = None
@@ -179,7 +183,8 @@ def collection_routes(resource: Resource, api: Api) -> list[HTTPRouteHandler]:
 
         @post(base, sync_to_thread=True, operation_id=f"create_{r.family}", operation_class=doc.operation(
             f"Create a {r.label}", tag=r.tag, body=body.schema, errors=(400, 401, 403, 409, 422),
-            ok={201: doc.json_response(f"The new {r.label}.", r.record, ["ETag", "Location"])},
+            ok={201: doc.json_response(f"The new {r.label}.", r.record, ["ETag", "Location", *r.create_headers]),
+                **({200: doc.json_response(r.create_found, r.record, ["ETag", "Location", *r.create_headers])} if r.create_found else {})},
             parameters=[doc.ref("parameters", "IdempotencyKey"),
                         *(doc.query_parameter(name, schema, schema.get("description", "")) for name, schema in r.create_query.items())],
         ))
