@@ -150,7 +150,8 @@ def crmkit_register_routes(register: Callable[[Any], None]) -> None:
 
     :param register: ``register(handler)`` with a Litestar route handler (a function decorated
         with ``litestar.get``, ``litestar.post`` …) or a ``litestar.Router``. A handler gets the
-        CRM by declaring a ``crm`` parameter; ``crmkit.api.auth.require(request, "contacts:read")``
+        CRM as a ``crm: litestar.di.NamedDependency[Any]`` parameter;
+        ``crmkit.api.auth.require(request, "contacts:read")``
         checks the caller's key for a scope and returns it. A method and path the core or another
         plugin serves already is an error naming the plugin.
     :return: None.
