@@ -444,3 +444,44 @@ def crmkit_veto_send(message: OutboundMessage, contact: Contact, crm: CRM) -> st
     :param crm: the CRM.
     :return: a reason (a short sentence) to veto, or None to let the message through.
     """
+
+
+# --- automation ---------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_register_automation_triggers(register: Callable[[Any], None]) -> None:
+    """Offer trigger types for automation rules: what starts a rule.
+
+    Called once per CRM at start-up, when ``crm.automations`` is built. A rule naming a
+    trigger no plugin registers is refused when it is saved (and skipped, with a warning, if
+    the plugin goes away later).
+
+    :param register: ``register(trigger)`` with a ``crmkit.automation.TriggerType``: its
+        ``name``, the event types it listens to (``events``, ``"*"`` for all), its parameters
+        (``params``, field specs checked when a rule is saved), the records its rules may use
+        (``facts``), and ``matches(event, params, facts)``; or, for a scheduled trigger,
+        ``scan(crm, rule, now, limit)`` returning the occurrences ``crm.automations.tick(now)``
+        should run the rule for. Two plugins registering the same name is an error naming both.
+    :return: None.
+    """
+
+
+@hookspec
+def crmkit_register_automation_actions(register: Callable[[Any], None]) -> None:
+    """Offer action types for automation rules: what a rule does.
+
+    Called once per CRM at start-up, when ``crm.automations`` is built. Actions run after the
+    triggering write committed, once per rule and event; a failing one is recorded on the
+    rule's run and never undoes the triggering write.
+
+    :param register: ``register(action)`` with a ``crmkit.automation.ActionType``: its
+        ``name``, its parameters (``params``, checked when a rule is saved, with ``templates``
+        naming the ones that are Jinja2 templates), the records it ``needs``, and
+        ``run(context)``. A ``transactional`` action writes through ``context.uow``, which
+        commits together with the run's progress, so a redelivered event cannot repeat it; a
+        non-transactional one (an outside call) gets ``context.idempotency_key`` to pass on.
+        Raising ``crmkit.automation.ActionFailed`` fails the run (retried unless
+        ``permanent``). Two plugins registering the same name is an error naming both.
+    :return: None.
+    """

@@ -36,6 +36,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crmkit.builtin.privacy_core",
     "crmkit.builtin.audit",
     "crmkit.builtin.webhooks",
+    "crmkit.builtin.scoring_plugin",
+    "crmkit.builtin.automation_plugin",
     "crmkit.builtin.channels_plugin",
     "crmkit.cli.core_commands",
     "crmkit.merge.plugin",

@@ -1,0 +1,47 @@
+"""The built-in lead scoring plugin: ``[plugins.scoring]``, ``contact.score_changed``,
+``crm.scores``, the event subscriber that keeps scores current, and ``crmkit scores``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from crmkit.app import CRM
+from crmkit.domain import Event
+from crmkit.errors import ConfigError
+from crmkit.plugins import hookimpl
+from crmkit.scoring.service import EVENT_TYPES, Scores, scores
+from crmkit.scoring.settings import SECTION, ScoringSettings
+
+
+@hookimpl
+def crmkit_register_settings(register: Callable[[str, type], None]) -> None:
+    register(SECTION, ScoringSettings)
+
+
+@hookimpl
+def crmkit_register_event_types(register: Callable[[str, str], None]) -> None:
+    for name, description in EVENT_TYPES.items():
+        register(name, description)
+
+
+@hookimpl
+def crmkit_register_commands(register: Callable[[Any], None]) -> None:
+    from crmkit.cli.scoring_commands import scores_group
+
+    register(scores_group())
+
+
+@hookimpl
+def crmkit_startup(crm: CRM) -> None:
+    # Rules are checked when the CRM opens (a misspelt field fails the open, naming it), not
+    # when the first event is scored.
+    problems = crm.settings_for(SECTION).problems()
+    if problems:
+        raise ConfigError(f"{crm.config.path or 'configuration'}: [plugins.{SECTION}] " + "; ".join(problems))
+    crm.scores = Scores(crm)  # type: ignore[attr-defined]
+
+
+@hookimpl
+def crmkit_handle_event(event: Event, crm: CRM) -> None:
+    scores(crm).handle(event)
