@@ -413,3 +413,13 @@ def test_100k_rows_with_5_percent_malformed_import_exactly_the_good_rows_and_rer
     assert crm.contacts.count() == kinds["good"]
     with crm.read() as uow:
         assert uow.connection.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one() == all_events  # no event either
+
+
+def test_deferred_events_wait_in_the_outbox_for_the_dispatcher(crm, events, tmp_path):
+    summary = import_contacts(crm, write_csv(tmp_path / "people.csv", ROWS), defer_events=True)
+    assert summary.created == 3
+    assert "contact.created" not in events.types()
+    assert crm.dispatch_inline is True  # restored after the import
+    assert crm.events.counts()["pending"] == 3
+    crm.events.drain()
+    assert events.types().count("contact.created") == 3

@@ -44,6 +44,8 @@ def _import_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Rows per transaction."),
         click.option("--errors", "errors_path", default=None, metavar="FILE", help="Where rejected rows go (default: FILE.errors.csv beside the input)."),
         click.option("--ignore-unknown", is_flag=True, help="Skip columns that match no field instead of failing."),
+        click.option("--defer-events", is_flag=True,
+                     help="Leave the events in the outbox for `crmkit events drain` or a worker instead of dispatching them during the import."),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
     ]
     for option in reversed(options):

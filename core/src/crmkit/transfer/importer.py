@@ -91,6 +91,7 @@ class ImportOptions:
     batch_size: int = 1000
     errors_path: str | os.PathLike[str] | None = None
     ignore_unknown: bool = False
+    defer_events: bool = False
     actor: str | None = None
     progress: Progress | None = None
 
@@ -156,9 +157,11 @@ def row_key(data: Mapping[str, Any]) -> str:
 class _Run:
     """One import run: the open file, its column map, the errors file and the summary."""
 
-    def __init__(self, kind: str, path: str | os.PathLike[str], fields: EntityFields, options: ImportOptions):
+    def __init__(self, crm: CRM, kind: str, path: str | os.PathLike[str], fields: EntityFields, options: ImportOptions):
         options.check()
+        self.crm = crm
         self.options = options
+        self._dispatch_inline = crm.dispatch_inline
         self.source = RowSource(path, format=options.format, encoding=options.encoding, delimiter=options.delimiter)
         try:
             self.columns = ColumnMap(fields, options.overrides(), ignore_unknown=options.ignore_unknown)
@@ -198,6 +201,8 @@ class _Run:
             progress(self.summary, self.source.bytes_read, self.source.size)
 
     def __enter__(self) -> _Run:
+        if self.options.defer_events:
+            self.crm.dispatch_inline = False  # events wait in the outbox for the dispatcher
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -205,6 +210,7 @@ class _Run:
             self.errors.__exit__(exc_type, exc, tb)
         finally:
             self.source.close()
+            self.crm.dispatch_inline = self._dispatch_inline
         self.summary.errors_file = str(self.errors.path) if self.errors.path else None
         if exc_type is None:
             self.tick(force=True)
@@ -227,6 +233,9 @@ def import_contacts(crm: CRM, path: str | os.PathLike[str], *, workers: int = 1,
     :param batch_size: rows per intake batch (one transaction each).
     :param errors_path: where rejected rows go (default: ``<file stem>.errors.csv`` beside it).
     :param ignore_unknown: skip columns that map to no field instead of failing.
+    :param defer_events: leave the import's events in the outbox for ``crmkit events drain`` or
+        a worker instead of dispatching them to subscribers after every batch (each subscriber
+        costs its own work per event, which can dwarf the import itself).
     :param workers: processes that validate rows in parallel (1: all in this process).
     :param actor: who the changes are attributed to.
     :param progress: called with ``(summary, bytes_read, file_size)`` now and then.
@@ -235,7 +244,7 @@ def import_contacts(crm: CRM, path: str | os.PathLike[str], *, workers: int = 1,
     opts = ImportOptions(**options)
     check_workers(crm, workers)
     mode = opts.duplicate_mode()
-    with _Run("contacts", path, contact_fields(crm), opts) as run:
+    with _Run(crm, "contacts", path, contact_fields(crm), opts) as run:
         raw_rows: dict[int, Any] = {}  # rows whose batch is in flight, for the errors file
 
         def records() -> Iterator[IntakeRecord]:
@@ -292,7 +301,7 @@ BatchHandler = Callable[["UnitOfWork", list[tuple[SourceRow, dict[str, Any]]]], 
 def _import_with_service(crm: CRM, kind: str, path: str | os.PathLike[str], fields: EntityFields, opts: ImportOptions,
                          handler: Callable[[CRM, OnDuplicate], BatchHandler]) -> ImportSummary:
     handle = handler(crm, opts.duplicate_mode())
-    with _Run(kind, path, fields, opts) as run:
+    with _Run(crm, kind, path, fields, opts) as run:
         batch: list[tuple[SourceRow, dict[str, Any]]] = []
 
         def flush() -> None:
