@@ -9,10 +9,11 @@ from decimal import Decimal
 import jsonschema_rs
 import pytest
 import sqlalchemy as sa
-from crmkit.api.errors import ERROR_SCHEMA
+from crmkit.api.errors import ERROR_SCHEMA, ApiError
 from crmkit.api.idempotency import IdempotencyStore
 from crmkit.api.testing import api_client
 from crmkit.errors import ConflictError
+from litestar import Response
 
 ERROR = jsonschema_rs.validator_for(ERROR_SCHEMA)
 
@@ -284,12 +285,11 @@ def test_idempotency_key_replays_the_first_response_and_refuses_another_request(
 
 def test_a_retry_while_the_first_request_runs_gets_409(crm):
     store = IdempotencyStore(crm)
-    from litestar import Response
 
     def first() -> Response:
-        with pytest.raises(Exception) as excinfo:
+        with pytest.raises(ApiError) as excinfo:  # the retry arrives while the first still runs
             store.run("k", "key-1", "same", lambda: Response({}))
-        assert getattr(excinfo.value, "status", None) == 409
+        assert (excinfo.value.status, excinfo.value.code) == (409, "idempotency_in_progress")
         return Response({"done": True}, status_code=201)
 
     assert store.run("k", "key-1", "same", first).status_code == 201

@@ -17,6 +17,7 @@ from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.routes import HTTPRoute
 
 from crmkit.api import access, docs, engagement, errors, records, sales
 from crmkit.api import openapi as doc
@@ -92,10 +93,12 @@ def _route_name(route: Any) -> str:
 
 def _claims(route: Any) -> set[tuple[str, str]]:
     """``(method, path)`` pairs a handler or router serves, path parameters' names erased."""
-    if isinstance(route, Router):
-        pairs = {(method, f"{route.path.rstrip('/')}{path}") for handler in route.route_handlers for method, path in _claims(handler)}
+    if isinstance(route, Router):  # its routes' paths include the router's own
+        pairs = {(method, http.path) for http in route.routes if isinstance(http, HTTPRoute)
+                 for handler in http.route_handlers for method in handler.http_methods}
     elif isinstance(route, HTTPRouteHandler):
         pairs = {(method, path) for method in route.http_methods for path in route.paths}
     else:
         return set()
-    return {(method, re.sub(r"\{[^}]*\}", "{}", path.rstrip("/") or "/")) for method, path in pairs}
+    # OPTIONS is answered automatically for every path; it is nobody's claim.
+    return {(method, re.sub(r"\{[^}]*\}", "{}", path.rstrip("/") or "/")) for method, path in pairs if method != "OPTIONS"}
