@@ -266,7 +266,7 @@ class RowSource:
                 problem = FieldIssue("_row", "wrong_column_count", f"the row has {len(cells)} values but the header has {width} columns")
                 yield SourceRow(number, values, cells, problem)
                 continue
-            problem = None if all(c.isascii() for c in cells) else undecoded_issue(values, encoding)
+            problem = None if all(map(str.isascii, cells)) else undecoded_issue(values, encoding)
             yield SourceRow(number, values, cells, problem)
 
     # --- JSON Lines ---------------------------------------------------------------------
