@@ -126,10 +126,19 @@ class SQLBackend:
         """Apply every branch's migrations, then create plugin tables that have none."""
         from alembic import command
 
-        self.scripts()
+        scripts = self.scripts()
         with self.engine.begin() as connection:
             self._require_utf8mb4(connection)
+            # Revisions of branches whose plugin is not loaded now (disabled or uninstalled) are
+            # unknown to Alembic, which would refuse to run at all; set them aside for the
+            # upgrade and put them back, so re-enabling the plugin finds its tables as it left them.
+            foreign = self._foreign_revisions(connection, scripts)
+            version_table = sa.table("alembic_version", sa.column("version_num"))
+            if foreign:
+                connection.execute(sa.delete(version_table).where(version_table.c.version_num.in_(foreign)))
             command.upgrade(self.alembic_config(connection), target)
+            if foreign:
+                connection.execute(sa.insert(version_table), [{"version_num": rev} for rev in foreign])
             if self.unmigrated_tables:
                 tables = [self.metadata.tables[name] for name in self.unmigrated_tables]
                 self.metadata.create_all(connection, tables=tables, checkfirst=True)
@@ -155,6 +164,14 @@ class SQLBackend:
         with self.engine.connect() as connection:
             return sorted(MigrationContext.configure(connection).get_current_heads())
 
+    @staticmethod
+    def _foreign_revisions(connection: sa.Connection, scripts: Any) -> list[str]:
+        """Revisions recorded in the database that no loaded branch knows."""
+        from alembic.runtime.migration import MigrationContext
+
+        known = {script.revision for script in scripts.walk_revisions()}
+        return sorted(set(MigrationContext.configure(connection).get_current_heads()) - known)
+
     def heads(self) -> list[str]:
         return sorted(self.scripts().get_heads())
 
@@ -179,8 +196,13 @@ class SQLBackend:
         return scripts
 
     def require_current(self) -> None:
-        """Refuse to run against a database whose schema is behind the code."""
-        current, heads = set(self.current()), set(self.heads())
+        """Refuse to run against a database whose schema is behind the code.
+
+        Revisions of plugins that are not loaded now (disabled) are not the code's concern."""
+        scripts = self.scripts()
+        with self.engine.connect() as connection:
+            foreign = set(self._foreign_revisions(connection, scripts))
+        current, heads = set(self.current()) - foreign, set(scripts.get_heads())
         where = self.url.render_as_string(hide_password=True)
         if current != heads:
             raise CRMError(
