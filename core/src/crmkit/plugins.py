@@ -47,6 +47,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crmkit.cli.metrics_commands",
     "crmkit.cli.report_commands",
     "crmkit.cli.serve_commands",
+    "crmkit.cli.worker_commands",
 )
 
 T = TypeVar("T")
