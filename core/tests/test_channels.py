@@ -89,6 +89,13 @@ def config(tmp_path: Path, **channels: Any) -> str:
     return str(path)
 
 
+@pytest.fixture(autouse=True)
+def _only_the_recording_channel(monkeypatch):
+    """These tests bring their own 'email' channel; the crmkit-email plugin, when installed,
+    registers one too, and two channels of one name refuse to load."""
+    monkeypatch.setenv("CRMKIT_DISABLE_PLUGINS", "email")
+
+
 @pytest.fixture
 def plugin() -> ChannelPlugin:
     return ChannelPlugin()

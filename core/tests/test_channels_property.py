@@ -13,7 +13,7 @@ from crmkit.domain.values import new_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .test_channels import ChannelPlugin
+from .test_channels import ChannelPlugin, _only_the_recording_channel  # noqa: F401 - autouse: no installed 'email' channel
 
 PURPOSES = ("marketing", "newsletter", "transactional")
 HARD = ("hard_bounce", "complaint", "stop")
