@@ -1,0 +1,138 @@
+"""The ``email`` channel: what crmkit's send jobs call.
+
+One instance per CRM (``crmkit_register_channels`` creates it; ``crmkit_startup`` hands it the
+CRM's settings). It builds the message (:mod:`crmkit_email.mime`), waits for the recipient
+domain's throttle, and sends over a reused SMTP connection (:mod:`crmkit_email.smtp`).
+
+Exactly-once under crashes: SMTP has no two-phase commit, so a worker killed after the server
+accepted a message but before crmkit recorded it as sent leaves the message due, and after the
+lease another worker sends it again. That resend carries the same Message-ID (derived from the
+crmkit message id), so the copies are recognisable as one message; at most one such resend
+happens per crash, for the one message that was in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from crmkit.channels import Capabilities, DeliveryReceipt, InboundMessage, OutboundMessage, SendResult
+from crmkit.errors import CRMError
+
+from crmkit_email import bounces, mime
+from crmkit_email.settings import EmailSettings
+from crmkit_email.smtp import SmtpSender
+from crmkit_email.throttle import DomainThrottle
+from crmkit_email.unsubscribe import make_token
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+    from crmkit.domain import Contact
+
+NAME = "email"
+
+
+class EmailChannel:
+    name = NAME
+    capabilities = Capabilities(max_length=None, subject=True, templates=True, delivery_receipts=True)
+
+    def __init__(self, *, sleep: Callable[[float], None] = time.sleep):
+        self.sleep = sleep
+        self._settings: EmailSettings | None = None
+        self._transactional: frozenset[str] = frozenset({"transactional"})
+        self.sender: SmtpSender | None = None
+        self.throttle: DomainThrottle | None = None
+
+    def configure(self, settings: EmailSettings, transactional_purposes: list[str] | tuple[str, ...]) -> None:
+        """Called once the CRM's settings are known (``crmkit_startup``)."""
+        settings.check()
+        if self.sender is not None:
+            self.sender.close()
+        self._settings = settings
+        self._transactional = frozenset(transactional_purposes)
+        self.sender = SmtpSender(settings)
+        self.throttle = DomainThrottle(settings.throttle_per_second, settings.throttle_burst, settings.domain_rates())
+
+    @classmethod
+    def for_crm(cls, crm: CRM) -> EmailChannel:
+        channel = crm.messages.channels.get(NAME)
+        if not isinstance(channel, cls):
+            raise CRMError("the email channel is not the crmkit-email plugin's (is another plugin registering 'email'?)")
+        return channel
+
+    @property
+    def settings(self) -> EmailSettings:
+        if self._settings is None:
+            raise CRMError("the email channel is not configured yet (it is configured when the CRM opens)")
+        return self._settings
+
+    # --- the Channel protocol ---------------------------------------------------------
+
+    def address_for(self, contact: Contact) -> str | None:
+        return contact.email
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        settings, sender, throttle = self.settings, self.sender, self.throttle
+        assert sender is not None and throttle is not None
+        if not settings.from_address:
+            return SendResult.transient("[plugins.email] from_address is not set")
+        try:
+            built = self.build(message)
+        except ValueError as exc:
+            return SendResult.permanent(str(exc))
+        domain = message.to.rpartition("@")[2]
+        wait = throttle.reserve(domain, settings.throttle_max_wait)
+        if wait is None:
+            return SendResult.transient(f"throttled: {domain} is limited to {throttle.rate_for(domain):g} message(s) per second")
+        if wait > 0:
+            self.sleep(wait)
+        return sender.send(built, settings.sender, message.to)
+
+    def build(self, message: OutboundMessage) -> Any:
+        """The RFC 5322 message for ``message`` (raises ValueError when it cannot be sent)."""
+        settings = self.settings
+        body = message.body
+        html = body if mime.looks_like_html(body) else None
+        unsubscribe: list[str] = []
+        if message.purpose not in self._transactional:
+            unsubscribe = self.unsubscribe_uris(message.id)
+            if not any(uri.startswith(("https://", "http://")) for uri in unsubscribe):
+                raise ValueError("non-transactional e-mail needs a one-click unsubscribe link: set public_url and "
+                                 "unsubscribe_secret in [plugins.email] (RFC 8058), then requeue the message")
+        return mime.build(
+            message_id=mime.message_id_for(message.id, settings.id_domain), from_address=settings.from_address,
+            from_name=settings.from_name, reply_to=settings.reply_to, to=message.to, subject=message.subject,
+            text=None if html is not None else body, html=html,
+            list_unsubscribe=unsubscribe, one_click=bool(unsubscribe),
+        )
+
+    def unsubscribe_uris(self, message_id: str) -> list[str]:
+        settings = self.settings
+        if not settings.unsubscribe_secret:
+            return []
+        token = make_token(settings.unsubscribe_secret, message_id)
+        uris = []
+        if settings.unsubscribe_address:
+            uris.append(f"mailto:{settings.unsubscribe_address}?subject={quote('unsubscribe ' + token)}")
+        if settings.public_url:
+            uris.append(f"{settings.public_url.rstrip('/')}/email/unsubscribe/{token}")
+        return uris
+
+    def parse_inbound(self, payload: Mapping[str, Any]) -> list[InboundMessage]:
+        """``{"message": <raw RFC 5322 bytes>}`` → the message as an :class:`InboundMessage`
+        (none for a bounce or complaint report: those are receipts)."""
+        from crmkit_email.inbound import to_inbound
+
+        raw = payload["message"]
+        return [] if bounces.is_report(bounces.parse_message(raw)) else [to_inbound(raw, received_at=datetime.now(UTC))]
+
+    def parse_callback(self, payload: Mapping[str, Any]) -> list[DeliveryReceipt]:
+        """``{"message": <raw DSN or ARF report>}`` → its delivery receipts."""
+        return bounces.receipts_from(payload["message"])
+
+    def close(self) -> None:
+        if self.sender is not None:
+            self.sender.close()

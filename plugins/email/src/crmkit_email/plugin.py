@@ -1,0 +1,51 @@
+"""The crmkit-email plugin's hook implementations (entry point ``email``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from crmkit import hookimpl
+from crmkit.errors import ConfigError
+
+from crmkit_email.channel import EmailChannel
+from crmkit_email.settings import EmailSettings
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+SECTION = "email"
+
+
+@hookimpl
+def crmkit_register_settings(register: Callable[[str, type], None]) -> None:
+    register(SECTION, EmailSettings)
+
+
+@hookimpl
+def crmkit_register_channels(register: Callable[[Any], None]) -> None:
+    register(EmailChannel())  # one per CRM: its SMTP connection and throttle belong to that CRM
+
+
+@hookimpl
+def crmkit_startup(crm: CRM) -> None:
+    try:
+        transactional = crm.settings_for("channels").transactional_purposes
+    except ConfigError:  # the built-in channels plugin is disabled: nothing will be sent
+        transactional = ["transactional"]
+    EmailChannel.for_crm(crm).configure(crm.settings_for(SECTION), transactional)
+
+
+@hookimpl
+def crmkit_register_commands(register: Callable[[Any], None]) -> None:
+    from crmkit_email.commands import email_group
+
+    register(email_group())
+
+
+@hookimpl
+def crmkit_register_routes(register: Callable[[Any], None]) -> None:
+    from crmkit_email.routes import unsubscribe_routes
+
+    for route in unsubscribe_routes():
+        register(route)
