@@ -136,13 +136,13 @@ def test_plugin_settings_are_checked_when_the_crm_opens(tmp_path, crm_factory, m
     monkeypatch.setenv("MAIL_KEY", "k-1")
     crm = crm_factory(str(good), plugins=[MailPlugin()])
     assert crm.settings_for("mail") == MailSettings(api_key="k-1", port=25, rate_per_second=2.0)
-    with pytest.raises(ConfigError, match="no plugin declared settings section 'sms'"):
-        crm.settings_for("sms")
+    with pytest.raises(ConfigError, match="no plugin declared settings section 'fax'"):
+        crm.settings_for("fax")
 
     bad = write(tmp_path / "bad" / "crmkit.toml", f'[crmkit]\ndatabase = "sqlite:///{database}"\n\n[plugins.mail]\napi_key = "k"\ntls = "yes"\n')
     with pytest.raises(ConfigError, match=r"bad/crmkit.toml: expected bool, got str 'yes' @ \[plugins.mail\].tls"):
         crmkit.open(bad, plugins=[MailPlugin()])
 
-    orphan = write(tmp_path / "orphan" / "crmkit.toml", f'[crmkit]\ndatabase = "sqlite:///{database}"\n\n[plugins.sms]\nkey = "k"\n')
-    with pytest.raises(ConfigError, match=r"orphan/crmkit.toml: no plugin declares \[plugins.sms\]"):
+    orphan = write(tmp_path / "orphan" / "crmkit.toml", f'[crmkit]\ndatabase = "sqlite:///{database}"\n\n[plugins.fax]\nkey = "k"\n')
+    with pytest.raises(ConfigError, match=r"orphan/crmkit.toml: no plugin declares \[plugins.fax\]"):
         crmkit.open(orphan, plugins=[MailPlugin()])
