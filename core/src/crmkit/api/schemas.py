@@ -47,10 +47,13 @@ def nullable(schema: JsonSchema) -> JsonSchema:
 
 
 def _split_optional(hint: Any) -> tuple[Any, bool]:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return (args[0] if len(args) == 1 else typing.Union[tuple(args)]), len(args) != len(typing.get_args(hint))  # noqa: UP007
-    return hint, False
+    """``X | None`` → ``(X, True)``; entities use no other unions."""
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return hint, False
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if len(args) != 1:
+        raise TypeError(f"no JSON Schema for the union {hint!r}")
+    return args[0], len(args) != len(typing.get_args(hint))
 
 
 def value_schema(hint: Any, *, writing: bool = False) -> JsonSchema:
