@@ -190,3 +190,17 @@ def test_starttls_is_required_when_configured(email_crm, sink, subscribe):
     message = crm.messages.send(ada.id, "email", body="Hi", purpose="marketing")
     assert message["status"] == "retrying" and "does not offer STARTTLS" in message["last_error"]
     assert sink.deliveries == []
+
+
+def test_non_ascii_subject_sender_name_and_body_arrive_intact(email_crm, sink, subscribe):
+    crm = email_crm(from_name="Zoë's Boutique")
+    zoe = subscribe(crm, email="zoe@example.org", first_name="Zoë")
+    crm.messages.send(zoe.id, "email", subject="Grüße, {{ contact.first_name }} — 20 % Rabatt auf alles, nur diese Woche im Laden",
+                      body="Liebe {{ contact.first_name }}, schöne Grüße!", purpose="marketing")
+    raw = sink.deliveries[0].raw
+    assert raw.isascii()  # encoded-words and quoted-printable: no 8-bit data needed on the wire
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    msg = parsed(sink.deliveries[0])
+    assert msg["Subject"] == "Grüße, Zoë — 20 % Rabatt auf alles, nur diese Woche im Laden"
+    assert msg["From"] == "Zoë's Boutique <news@shop.example>"
+    assert msg.get_content().replace("\r\n", "\n").strip() == "Liebe Zoë, schöne Grüße!"

@@ -16,7 +16,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from email.message import EmailMessage
+from email.message import Message
 
 from crmkit.channels import SendResult
 
@@ -118,7 +118,7 @@ class SmtpSender:
 
     # --- sending ----------------------------------------------------------------------
 
-    def send(self, msg: EmailMessage, sender: str, recipient: str) -> SendResult:
+    def send(self, msg: Message, sender: str, recipient: str) -> SendResult:
         """One SMTP transaction; the result's provider id is the message's Message-ID."""
         with self._lock:
             try:

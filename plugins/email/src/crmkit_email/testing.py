@@ -7,6 +7,7 @@ user"``), so tests see the server's real answers travel through smtplib.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -51,6 +52,8 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.sink.delay:
+            await asyncio.sleep(self.sink.delay)  # a remote server's processing before it takes the message
         with self.sink.lock:
             self.sink.deliveries.append(Delivery(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
             self.sink.sessions.add(id(session))
@@ -62,11 +65,13 @@ class SmtpSink:
 
     :param tls_context: offer STARTTLS with this server context.
     :param credentials: ``{username: password}`` to require AUTH (over TLS only).
+    :param delay: seconds each message takes the server before it is accepted.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int | None = None, tls_context: ssl.SSLContext | None = None,
-                 credentials: dict[str, str] | None = None):
+                 credentials: dict[str, str] | None = None, delay: float = 0.0):
         self.host = host
+        self.delay = delay
         self.port = port or free_port(host)
         self.tls_context = tls_context
         self.credentials = credentials
