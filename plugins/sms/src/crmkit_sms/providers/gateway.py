@@ -16,6 +16,7 @@ configured (``inbound_from_field`` …, ``status_field``, ``status_map``).
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,14 +30,14 @@ from crmkit_sms.phone import sender_address
 from crmkit_sms.providers import Callback, Outcome, failed_transport, transient_status
 from crmkit_sms.settings import GatewaySettings
 
+PLACEHOLDER = re.compile(r"\{(to|from|body|message_id)\}")
+
 
 def fill(template: Any, values: Mapping[str, str]) -> Any:
-    """``template`` with the placeholders in its string values replaced; keys and structure
-    stay as configured."""
+    """``template`` with the placeholders in its string values replaced in one pass (a text
+    that itself contains ``{to}`` stays as written); keys and structure stay as configured."""
     if isinstance(template, str):
-        for name, value in values.items():
-            template = template.replace("{" + name + "}", value)
-        return template
+        return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
     if isinstance(template, dict):
         return {key: fill(value, values) for key, value in template.items()}
     if isinstance(template, list):
