@@ -18,7 +18,11 @@ import sqlalchemy as sa
 from crmkit import hookimpl
 from crmkit.automation import ActionFailed, ActionType, TriggerType
 from crmkit.automation.conditions import parse
+from crmkit.automation.engine import RunsPending
 from crmkit.builtin import automation_plugin
+from crmkit.channels import Capabilities, SendResult
+from crmkit.config import Config
+from crmkit.domain import Event
 from crmkit.domain import fields as f
 from crmkit.domain.values import utcnow
 from crmkit.errors import ValidationFailed
@@ -208,6 +212,37 @@ def test_a_failing_action_is_recorded_retried_and_never_undoes_the_trigger(crm_f
     assert crm.events.failures() == []
 
 
+def test_a_run_abandoned_midway_is_taken_up_once_its_lease_is_over(crm):
+    rule = crm.automations.add({"name": "Welcome", "trigger": "contact.created", "actions": [{"type": "create_task", "title": "Hi"}]})
+    contact = crm.contacts.create({"first_name": "Ada"})  # the rule runs: one task
+    event = Event(type="contact.created", subject_id=contact.id, data={})
+    crm.automations.runs.start(rule, event, contact.id)  # a runner took this event and died
+
+    with pytest.raises(RunsPending):  # still within its lease: left alone, but the dispatcher will retry
+        crm.automations.handle(event)
+    assert len(tasks(crm)) == 1
+    runs = crm.automations.runs.table
+    with crm.backend.engine.begin() as conn:
+        conn.execute(sa.update(runs).where(runs.c.event_id == event.id).values(updated_at=utcnow() - timedelta(minutes=6)))
+    [run] = crm.automations.handle(event)
+    assert (run.status, run.attempts) == ("ok", 2) and len(tasks(crm)) == 2
+
+
+def test_a_scheduled_run_that_failed_transiently_resumes_at_the_next_tick(crm_factory):
+    plugin = LoyaltyAutomation()
+    crm = crm_factory(plugins=[plugin])
+    crm.automations.add({"name": "Nudge", "trigger": {"type": "contact.inactive", "days": 7},
+                         "actions": [{"type": "create_task", "title": "Nudge"}, {"type": "flaky"}]})
+    crm.contacts.create({"first_name": "Ada"})
+    plugin.failures.append("transient")
+    later = utcnow() + timedelta(days=8)
+
+    assert crm.automations.tick(later).retrying == 1
+    assert crm.automations.tick(later).ok == 1
+    assert crm.automations.tick(later).found == 0
+    assert [t.title for t in tasks(crm)] == ["Nudge"]
+
+
 def test_a_webhook_action_posts_json_with_an_idempotency_key(crm, receiver):
     crm.pipelines.create("Sales", STAGES)
     crm.automations.add({"name": "Tell the ERP", "trigger": {"type": "deal.entered_stage", "stage": "Won"},
@@ -234,6 +269,29 @@ def test_a_webhook_action_posts_json_with_an_idempotency_key(crm, receiver):
     crm.deals.move(deal.id, "New")
     crm.deals.move(deal.id, "Won")
     assert crm.automations.run_log()[0].status == "failed"
+
+
+def test_a_send_message_action_sends_once_through_the_channel_layer(crm_factory, events):
+    channel = OutboxChannel()
+    crm = crm_factory(plugins=[channel])
+    crm.messages.save_template("welcome", "Welcome aboard, {{ contact.first_name }}!", channel="inapp")
+    with pytest.raises(ValidationFailed) as caught:
+        crm.automations.add({"name": "x", "trigger": "contact.created",
+                             "actions": [{"type": "send_message", "channel": "pigeon", "template": "welcome", "purpose": "transactional"}]})
+    assert [(i.field, i.code) for i in caught.value.issues] == [("actions[0].channel", "unknown_channel")]
+    with pytest.raises(ValidationFailed, match="template"):
+        crm.automations.add({"name": "x", "trigger": "contact.created",
+                             "actions": [{"type": "send_message", "channel": "inapp", "template": "welcom", "purpose": "transactional"}]})
+    crm.automations.add({"name": "Welcome mail", "trigger": "contact.created",
+                         "actions": [{"type": "send_message", "channel": "inapp", "template": "welcome", "purpose": "transactional"}]})
+
+    contact = crm.contacts.create({"first_name": "Ada", "email": "ada@example.com"})
+    created = the_event(events, "contact.created", contact.id)
+    force_redelivery(crm, created.id)
+
+    assert [(m.to, m.body) for m in channel.sent] == [("ada@example.com", "Welcome aboard, Ada!")]
+    [run] = crm.automations.run_log()
+    assert run.status == "ok" and run.results[0]["status"] == "sent"
 
 
 # --- scheduled triggers, chains, conditions -----------------------------------------------------
@@ -276,7 +334,8 @@ def test_rules_cannot_trigger_each_other_forever(crm):
     assert len(titles) == 9
 
 
-def test_score_crossing_and_field_actions(crm):
+def test_score_crossing_and_field_actions(crm_factory, tmp_path):
+    crm = crm_factory(Config(database_url=f"sqlite:///{tmp_path / 'scored.db'}", plugin_sections={"scoring": {"enabled": True}}))
     crm.automations.add({"name": "Hot lead", "trigger": {"type": "score.crossed", "threshold": 25},
                          "actions": [{"type": "set_field", "field": "industry", "value": "hot"},
                                      {"type": "set_lifecycle", "stage": "opportunity"}]})
@@ -412,6 +471,34 @@ class LoyaltyAutomation:
                             params=(f.FieldSpec("points", f.number(1, 1000), required=True),), needs=frozenset({"deal"})))
         register(ActionType(name="flaky", description="fails as scripted", run=flaky,
                             params=(f.FieldSpec("permanent", lambda v, _: v),), transactional=False))
+
+
+class OutboxChannel:
+    """A channel plugin that 'delivers' in-app messages by keeping them."""
+
+    crmkit_plugin_name = "outbox-channel"
+    name = "inapp"
+    capabilities = Capabilities(subject=True)
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    @hookimpl
+    def crmkit_register_channels(self, register: Any) -> None:
+        register(self)
+
+    def address_for(self, contact: Any) -> str | None:
+        return contact.email
+
+    def send(self, message: Any) -> SendResult:
+        self.sent.append(message)
+        return SendResult.sent(f"m-{len(self.sent)}")
+
+    def parse_inbound(self, payload: dict[str, Any]) -> list[Any]:
+        return []
+
+    def parse_callback(self, payload: dict[str, Any]) -> list[Any]:
+        return []
 
 
 class Receiver:

@@ -1,7 +1,8 @@
 """Lead scoring against real databases: points per activity kind and profile field, decay by
 half-life, scores kept current from events (once, however often an event is delivered),
 lifecycle promotion at the thresholds and never a demotion, settings from crmkit.toml checked
-when the CRM opens, and the explanation ``crmkit scores show`` prints."""
+when the CRM opens, and the explanation ``crmkit scores show`` prints. Scoring is off by
+default; these tests switch it on (``[plugins.scoring] enabled = true``)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,19 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from crmkit.builtin import scoring_plugin
 from crmkit.cli import build_cli
+from crmkit.config import Config
 from crmkit.domain.values import utcnow
 from crmkit.errors import CRMError
+
+
+@pytest.fixture
+def scored(crm_factory: Any, tmp_path: Path) -> Any:
+    """``scored(url=None, **settings)`` opens a CRM with scoring switched on."""
+    def open_(url: str | None = None, plugins: Any = (), **settings: Any) -> Any:
+        config = Config(database_url=url or f"sqlite:///{tmp_path / 'scored.db'}", plugin_sections={"scoring": {"enabled": True, **settings}})
+        return crm_factory(config, plugins=plugins)
+
+    return open_
 
 
 def log(crm: Any, contact_id: str, kind: str, at: Any = None) -> Any:
@@ -32,7 +44,8 @@ def changes_of(events: Any, contact_id: str) -> list[tuple[float, float, str, st
             for e in events.events if e.type == "contact.score_changed" and e.subject_id == contact_id]
 
 
-def test_points_decay_by_half_life_and_each_rule_is_explained(crm):
+def test_points_decay_by_half_life_and_each_rule_is_explained(scored):
+    crm = scored()
     now = utcnow()
     contact = crm.contacts.create({"first_name": "Ada", "job_title": "VP and DIRECTOR of Sales"})
     log(crm, contact.id, "meeting", now - timedelta(days=30))  # 30 points, one half-life old: 15
@@ -57,8 +70,8 @@ def test_points_decay_by_half_life_and_each_rule_is_explained(crm):
     assert crm.scores.explain(contact.id, now + timedelta(days=30)).score == pytest.approx(10 + 7.5 + 2.5 + 3.125, abs=0.01)
 
 
-def test_scores_follow_events_promote_at_thresholds_and_count_each_event_once(any_crm, events):
-    crm = any_crm
+def test_scores_follow_events_promote_at_thresholds_and_count_each_event_once(scored, database_url, events):
+    crm = scored(database_url)
     contact = crm.intake.submit({"first_name": "Ada", "email": "ada@example.com"}, source="webform").contact
     assert crm.contacts.get(contact.id).score == 0
 
@@ -109,6 +122,7 @@ def write_config(tmp_path: Path, body: str) -> str:
 
 SETTINGS = """
     [plugins.scoring]
+    enabled = true
     half_life_days = 0
     mql_threshold = 20
     sql_threshold = 40
@@ -176,12 +190,18 @@ def test_bad_scoring_settings_fail_the_open_naming_the_key(tmp_path, crm_factory
         crm_factory(write_config(tmp_path, body))
 
 
-def test_cli_shows_a_score_rule_by_rule(crm, cli):
+def test_cli_shows_a_score_rule_by_rule(tmp_path, crm_factory):
+    config = write_config(tmp_path, "[plugins.scoring]\nenabled = true\n")
+    crm = crm_factory(config)
+
+    def cli(*args: str) -> Any:
+        return CliRunner().invoke(build_cli(), ["--config", config, *args], catch_exceptions=False)
+
     contact = crm.contacts.create({"first_name": "Ada", "email": "ada@example.com", "job_title": "Director"})
     log(crm, contact.id, "meeting", utcnow() - timedelta(days=30))
     log(crm, contact.id, "meeting", utcnow() - timedelta(days=30))
 
-    shown = cli.json("scores", "show", "ada@example.com")
+    shown = json.loads(cli("scores", "show", "ada@example.com", "--json").stdout)
     assert shown["contact_id"] == contact.id and shown["score"] == pytest.approx(40, abs=0.01)
     assert [(c["rule"], c["count"], c["points"], c["kept"]) for c in shown["contributions"]] == [
         ("activity meeting (+30 each)", 2, 60.0, pytest.approx(0.5, abs=0.001)), ("job_title contains 'director'", 1, 10.0, 1.0)]
@@ -189,7 +209,21 @@ def test_cli_shows_a_score_rule_by_rule(crm, cli):
     text = cli("scores", "show", contact.id).stdout
     assert "activity meeting (+30 each)" in text and "kept after decay" in text and "50%" in text
     assert "email.opened" in cli("scores", "rules").stdout
-    assert cli.json("scores", "refresh", "--all") == {"changed": 0}  # current: a few seconds of decay round away
+    assert json.loads(cli("scores", "refresh", "--all", "--json").stdout) == {"changed": 0}  # current: seconds of decay round away
     assert cli("scores", "refresh").exit_code == 2
     result = cli("scores", "show", "nobody@example.com")
     assert result.exit_code == 1 and "not found" in result.stderr
+
+
+def test_scoring_is_off_until_switched_on_and_leaves_given_scores_alone(crm_factory, scored):
+    off = crm_factory()
+    contact = off.contacts.create({"first_name": "Ada", "job_title": "Director"})
+    log(off, contact.id, "meeting")
+    assert off.contacts.get(contact.id).score == 0
+    assert off.scores.explain(contact.id).score == pytest.approx(40, abs=0.01)  # explained all the same
+
+    crm = scored()
+    imported = crm.contacts.create({"first_name": "Bob", "score": 77})  # a score from another system
+    assert crm.contacts.get(imported.id).score == 77
+    log(crm, imported.id, "call")  # scoring's own from the next scored event on
+    assert crm.contacts.get(imported.id).score == 10

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 ACTOR_PREFIX = "automation"
 MAX_ERROR = 2000
+#: A run left "running" this long was abandoned (its runner died): another may take it up.
+RUN_LEASE = timedelta(minutes=5)
 
 
 class RunsPending(Exception):
@@ -123,7 +125,8 @@ class Engine:
             run = self.run(rule, event, facts, depth=depth, record_skip=True)
             if run is not None:
                 done.append(run)
-        pending = [run for run in done if run.status == "retrying"]
+        # "running": another runner has it (or crashed holding it): make sure it gets finished.
+        pending = [run for run in done if run.status in ("retrying", "running")]
         if pending:
             raise RunsPending("; ".join(f"rule {run.rule_name!r}: {run.error}" for run in pending))
         return done
@@ -150,8 +153,8 @@ class Engine:
         """Run ``rule`` for ``event`` unless it already ran; the run, or None when skipped unrecorded."""
         trigger = self.catalog.triggers[rule.trigger]
         existing = self.runs.find(rule.id, event.id)
-        if existing is not None and existing.final:
-            return existing
+        if existing is not None and (existing.final or existing.status == "running" and existing.updated_at > utcnow() - RUN_LEASE):
+            return existing  # done, or in another runner's hands (taken up again once its lease is over)
         context = facts.as_dict(trigger.facts)
         contact_id = (context.get("contact") or {}).get("id")
         try:

@@ -64,7 +64,7 @@ def scores_group() -> click.Group:
         def render() -> None:
             say(f"Half-life {settings.half_life_days:g} days (activities older than {settings.horizon_days:g} days ignored); "
                 f"MQL at {settings.mql_threshold:g}, SQL at {settings.sql_threshold:g}"
-                + ("" if settings.promote else " (promotion off)") + ("" if settings.enabled else "; scoring is OFF"))
+                + ("" if settings.promote else " (promotion off)") + ("" if settings.enabled else "; scoring is off (switch it on with enabled = true)"))
             print_table("Activity points", sorted(settings.activity_points.items()),
                         [("kind", lambda r: r[0]), ("points", lambda r: f"{r[1]:+g}")])
             print_table("Field rules", settings.field_rules,

@@ -2,10 +2,12 @@
 
 The ``crmkit_handle_event`` subscriber recomputes a contact's score when something that feeds
 it happens — an activity of a scored kind, the contact's creation, a change to a field a rule
-reads, a merge — and writes it only when it changed, through ``contacts.update`` (so
+reads — and writes it only when it changed, through ``contacts.update`` (so
 ``contact.updated`` fires), together with ``contact.score_changed`` and, at the thresholds, a
 lifecycle promotion. Scoring's own update changes only ``score`` and ``lifecycle_stage``,
-fields no rule reads, so it does not set off another recomputation.
+fields no rule reads, so it does not set off another recomputation. A merge is left alone
+(rewriting the survivor would stop the merge from being undone); the survivor's score follows
+its next scored event.
 
 Between events, decay makes stored scores drift above their current value; ``refresh_all``
 (``crmkit scores refresh --all``) brings every stored score up to date when that matters.
@@ -21,6 +23,7 @@ import sqlalchemy as sa
 from crmkit.automation.engine import attribute
 from crmkit.domain import Event
 from crmkit.domain.values import utcnow
+from crmkit.errors import NotFound
 from crmkit.scoring.model import PLACES, ScoreCard, compute, promotion
 from crmkit.scoring.settings import SECTION, ScoringSettings
 from crmkit.serialize import to_jsonable
@@ -110,7 +113,7 @@ class Scores:
         if event.type == "activity.logged":
             contact_id = data.get("contact_id")
             return contact_id if data.get("kind") in self.settings.activity_points and isinstance(contact_id, str) else None
-        if event.type in ("contact.created", "contact.merged"):
+        if event.type == "contact.created":
             return event.subject_id
         if event.type == "contact.updated" and set(data.get("changes") or {}) & self.watched_fields():
             return event.subject_id
@@ -120,9 +123,29 @@ class Scores:
         if not self.settings.enabled:
             return None
         contact_id = self.contact_to_rescore(event)
-        if contact_id is None or self.crm.contacts.find(contact_id) is None:
+        if contact_id is None or (event.type == "contact.created" and self._settled_at_creation(event)):
+            return None
+        try:
+            return self.refresh(contact_id, cause=event)
+        except NotFound:
             return None  # deleted or merged away since: nothing to score
-        return self.refresh(contact_id, cause=event)
+
+    def _settled_at_creation(self, event: Event) -> bool:
+        """Whether a new contact needs no scoring yet, judged from the event alone.
+
+        A contact that arrives with a score (an import from another system) keeps it until
+        something scoring counts happens to it. Otherwise it has no activities yet, so its
+        score is its field rules' — computable from the event's data without touching the
+        database; most contacts of an import match no rule, and this spares each of them a
+        write transaction.
+        """
+        data = event.data if isinstance(event.data, dict) else {}
+        stored = data.get("score") or 0
+        if not isinstance(stored, int | float) or stored:
+            return True
+        score, _ = compute(data, [], self.settings, utcnow())
+        stage = data.get("lifecycle_stage")
+        return score == 0 and isinstance(stage, str) and promotion(stage, score, self.settings) is None
 
 
 def scores(crm: CRM) -> Scores:

@@ -4,6 +4,7 @@ decay, and the lifecycle thresholds. Checked when the CRM opens, naming the bad 
 ::
 
     [plugins.scoring]
+    enabled = true               # scoring is off until switched on
     half_life_days = 30          # an activity's points halve every 30 days (0: no decay)
     mql_threshold = 50           # lead -> mql at 50 points
     sql_threshold = 100          # lead/mql -> sql at 100 points
@@ -66,14 +67,18 @@ def _default_field_rules() -> list[FieldRule]:
 
 @attrs.define(kw_only=True)
 class ScoringSettings:
-    """:ivar enabled: false stops scoring (scores and lifecycle stages stay as they are).
+    """:ivar enabled: scoring writes scores and lifecycle stages only once switched on: it
+        takes ``score`` over (a score set by hand or imported lasts until the contact's next
+        scored event) and its writes count as changes to the contact (a merge followed by a
+        scored activity can then only be undone with ``force``). ``crmkit scores show``
+        explains scores either way.
     :ivar half_life_days: an activity's points halve every this many days; 0 turns decay off.
     :ivar horizon_days: activities older than this are not counted at all (at a 30-day half
         life a year-old activity keeps 0.02 % of its points).
     :ivar promote: move contacts up the lifecycle at the thresholds (never down).
     """
 
-    enabled: bool = True
+    enabled: bool = False
     half_life_days: float = 30.0
     horizon_days: float = 365.0
     activity_points: dict[str, float] = attrs.field(factory=lambda: dict(DEFAULT_ACTIVITY_POINTS))

@@ -10,11 +10,10 @@ Create Date: 2026-11-25 09:00:00
 
 from collections.abc import Sequence
 
+import crmkit.storage.sql.types
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
-
-import crmkit.storage.sql.types
 
 revision: str = "auto0001"
 down_revision: str | Sequence[str] | None = None
