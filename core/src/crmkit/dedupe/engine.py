@@ -49,7 +49,7 @@ class DedupeConfig:
     :ivar max_block_size: blocks larger than this are not compared pair by pair (see ``oversized``).
     :ivar oversized: ``"window"`` compares an oversized block by a sorted window of
         ``fallback_window``; ``"skip"`` leaves it out. Either way it is counted and warned about.
-    :ivar random_pairs: random record pairs sampled to estimate how distinct records compare.
+    :ivar random_pairs: random record pairs compared to give EM its starting u probabilities.
     """
 
     passes: tuple[BlockingPass, ...] = attrs.field(factory=default_passes)
@@ -113,6 +113,9 @@ class DedupeStats:
     candidate_pairs: int = 0
     auto_merge: int = 0
     review: int = 0
+    # A cluster far larger than any family of duplicates means weak links chained distinct
+    # people together; worth a look before merging anything.
+    largest_cluster: int = 0
     blocking: BlockingStats = attrs.field(factory=BlockingStats)
     seconds: dict[str, float] = attrs.field(factory=dict)
 
@@ -219,6 +222,7 @@ class Deduplicator:
                     pairs.append(self._pair(prepared[i], prepared[j], model, weights[code]))
         del offsets, partners, codes
         clusters = self._clusters(prepared, kept, pairs)
+        stats.largest_cluster = max((len(c.ids) for c in clusters), default=0)
         pairs.sort(key=lambda p: (-p.score, p.left_id, p.right_id))
         stats.auto_merge = sum(p.decision == "auto_merge" for p in pairs)
         stats.review = len(pairs) - stats.auto_merge

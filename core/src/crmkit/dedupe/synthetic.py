@@ -10,6 +10,7 @@ tagged or changed e-mail addresses and moved house.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -45,6 +46,11 @@ def _zipf_weights(count: int, exponent: float = 1.0) -> list[float]:
     return [1.0 / (rank + 1) ** exponent for rank in range(count)]
 
 
+def _cumulative(weights: list[float]) -> list[float]:
+    # random.choices recomputes these on every call unless given them: O(vocabulary) per draw.
+    return list(itertools.accumulate(weights))
+
+
 def _syllable_word(rng: random.Random, low: int, high: int) -> str:
     return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(low, high)))
 
@@ -69,24 +75,25 @@ class _World:
 
     def __init__(self, rng: random.Random, people: int) -> None:
         self.surnames = sorted({_syllable_word(rng, 2, 3) for _ in range(max(200, people // 20))})
-        self.surname_weights = _zipf_weights(len(self.surnames), 0.6)
-        self.given_weights = _zipf_weights(len(_GIVEN), 0.9)
+        self.surname_weights = _cumulative(_zipf_weights(len(self.surnames), 0.6))
+        self.given_weights = _cumulative(_zipf_weights(len(_GIVEN), 0.9))
         towns = sorted({_syllable_word(rng, 2, 3) + rng.choice(("", "ton", "field", "by", "ham"))
                         for _ in range(max(50, people // 200))})
         self.towns = towns
-        self.town_weights = _zipf_weights(len(towns), 0.8)
+        town_weights = _zipf_weights(len(towns), 0.8)
+        self.town_weights = _cumulative(town_weights)
         # Postcodes are finer than towns: about one per 30 residents, at least two per town.
-        total = sum(self.town_weights)
+        total = sum(town_weights)
         self.postcodes = {town: [f"{rank:04d}{k:03d}" for k in range(max(2, round(weight / total * people / 30)))]
-                          for rank, (town, weight) in enumerate(zip(towns, self.town_weights, strict=True))}
+                          for rank, (town, weight) in enumerate(zip(towns, town_weights, strict=True))}
         self.regions = {town: rng.choice(_REGIONS) for town in towns}
         self.street_names = [_syllable_word(rng, 2, 3) for _ in range(max(100, people // 10))]
 
 
 def _person(rng: random.Random, world: _World, entity: int) -> dict[str, Any]:
-    first = rng.choices(_GIVEN, world.given_weights)[0]
-    last = rng.choices(world.surnames, world.surname_weights)[0]
-    town = rng.choices(world.towns, world.town_weights)[0]
+    first = rng.choices(_GIVEN, cum_weights=world.given_weights)[0]
+    last = rng.choices(world.surnames, cum_weights=world.surname_weights)[0]
+    town = rng.choices(world.towns, cum_weights=world.town_weights)[0]
     born = date(1940, 1, 1) + timedelta(days=rng.randrange(65 * 365))
     return {
         "entity": f"p{entity}",
@@ -132,7 +139,7 @@ def _variant(rng: random.Random, world: _World, person: dict[str, Any]) -> dict[
     if copy["birth_date"] and rng.random() < 0.3:
         copy["birth_date"] = None if rng.random() < 0.5 else copy["birth_date"] + timedelta(days=rng.choice((-1, 1, 10, 31)))
     if rng.random() < 0.2:  # moved house
-        town = rng.choices(world.towns, world.town_weights)[0]
+        town = rng.choices(world.towns, cum_weights=world.town_weights)[0]
         copy.update({
             "address_street": f"{rng.randint(1, 300)} {rng.choice(world.street_names).title()} {rng.choice(_STREET_KINDS).title()}",
             "address_city": town.title(), "address_region": world.regions[town].title(),
