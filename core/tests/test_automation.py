@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -241,6 +242,33 @@ def test_a_scheduled_run_that_failed_transiently_resumes_at_the_next_tick(crm_fa
     assert crm.automations.tick(later).ok == 1
     assert crm.automations.tick(later).found == 0
     assert [t.title for t in tasks(crm)] == ["Nudge"]
+
+
+def test_workers_racing_on_one_event_run_the_rule_once(database_url, crm_factory):
+    crm = crm_factory(database_url, dispatch_inline=False)
+    crm.automations.add({"name": "Welcome", "trigger": "contact.created",
+                         "actions": [{"type": "create_task", "title": "Hi {{ contact.first_name }}"}, {"type": "add_tag", "tag": "greeted"}]})
+    contact = crm.contacts.create({"first_name": "Ada"})
+    event = Event(type="contact.created", subject_id=contact.id, data={}, id="e-race")
+    workers = [crm_factory(database_url, dispatch_inline=False, migrate=False) for _ in range(4)]
+    barrier = threading.Barrier(len(workers))
+
+    def work(worker: Any) -> str:
+        barrier.wait()
+        try:
+            worker.automations.handle(event)
+        except RunsPending:
+            return "pending"  # another worker holds the run: the dispatcher would retry later
+        return "done"
+
+    with ThreadPoolExecutor(len(workers)) as pool:
+        outcomes = list(pool.map(work, workers))
+    assert "done" in outcomes
+    crm.automations.handle(event)  # whatever was left: finished now, or already done
+    assert [t.title for t in tasks(crm)] == ["Hi Ada"]
+    assert crm.contacts.get(contact.id).tags == ["greeted"]
+    [run] = crm.automations.run_log()
+    assert (run.status, run.step) == ("ok", 2)
 
 
 def test_a_webhook_action_posts_json_with_an_idempotency_key(crm, receiver):
