@@ -145,19 +145,5 @@ class RunStore:
         with self.crm.backend.engine.connect() as conn:
             return self._runs(conn.execute(stmt))
 
-    def latest_per_contact(self, rule_id: str, contact_ids: list[str]) -> dict[str, datetime]:
-        """When this rule last ran to the end for each of these contacts (contacts it never
-        finished a run for are absent; a run to be retried does not count)."""
-        t = self.table
-        found: dict[str, datetime] = {}
-        with self.crm.backend.engine.connect() as conn:
-            for start in range(0, len(contact_ids), 500):
-                chunk = contact_ids[start:start + 500]
-                stmt = (sa.select(t.c.contact_id, sa.func.max(t.c.created_at).label("at"))
-                        .where(t.c.rule_id == rule_id, t.c.contact_id.in_(chunk), t.c.status.in_(sorted(FINAL)))
-                        .group_by(t.c.contact_id))
-                found.update({row.contact_id: row.at for row in conn.execute(stmt)})
-        return found
-
     def delete_for_contact(self, conn: sa.Connection, contact_id: str) -> None:
         conn.execute(sa.delete(self.table).where(self.table.c.contact_id == contact_id))

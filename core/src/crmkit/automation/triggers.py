@@ -184,34 +184,33 @@ def _scan_inactive(crm: CRM, rule: Rule, now: datetime, limit: int) -> Iterable[
 
     The occurrence key is the contact and the moment its silence began, so a rule fires once
     per quiet spell: a new activity starts a new spell (and a new run after ``days`` more).
-    Spells this rule already ran for are left out here, so a tick is not spent on them.
+    Spells this rule already finished a run for are left out in the query (a run to retry is
+    not finished), so ``limit`` bounds each tick's work however many contacts stay quiet.
     """
-    from crmkit.automation.service import automations
+    from crmkit.automation.runs import FINAL
+    from crmkit.automation.tables import RUNS
 
     tables = crm.backend.metadata.tables
-    contacts, activities = tables["contacts"], tables["activities"]
+    contacts, activities, runs = tables["contacts"], tables["activities"], tables[RUNS]
     days = rule.trigger_params["days"]
-    cutoff = now - timedelta(days=float(days))
-    last = sa.func.coalesce(sa.func.max(activities.c.occurred_at), contacts.c.created_at).label("last_at")
-    stmt = (sa.select(contacts.c.id, last)
-            .select_from(contacts.outerjoin(activities, activities.c.contact_id == contacts.c.id))
-            .group_by(contacts.c.id, contacts.c.created_at)
-            .having(last <= sa.bindparam("cutoff", cutoff, type_=UTCDateTime()))
-            .order_by(last, contacts.c.id))
+    latest = (sa.select(activities.c.contact_id, sa.func.max(activities.c.occurred_at).label("at"))
+              .where(activities.c.contact_id.is_not(None)).group_by(activities.c.contact_id).subquery())
+    last = sa.func.coalesce(latest.c.at, contacts.c.created_at)
+    handled = (sa.select(runs.c.id)
+               .where(runs.c.rule_id == rule.id, runs.c.contact_id == contacts.c.id, runs.c.status.in_(sorted(FINAL)),
+                      runs.c.created_at >= last)
+               .exists())
+    stmt = (sa.select(contacts.c.id, last.label("last_at"))
+            .select_from(contacts.outerjoin(latest, latest.c.contact_id == contacts.c.id))
+            .where(last <= sa.bindparam("cutoff", now - timedelta(days=float(days)), type_=UTCDateTime()), ~handled)
+            .order_by(last, contacts.c.id)
+            .limit(limit))
     with crm.read() as uow:
         assert uow.connection is not None
-        candidates = [(row.id, _utc(row.last_at)) for row in uow.connection.execute(stmt)]
-    seen = automations(crm).runs.latest_per_contact(rule.id, [c for c, _ in candidates])
-    found = 0
-    for contact_id, last_at in candidates:
-        ran = seen.get(contact_id)
-        if ran is not None and _utc(ran) >= last_at:
-            continue
+        found = [(row.id, _utc(row.last_at)) for row in uow.connection.execute(stmt)]
+    for contact_id, last_at in found:
         yield Event(type="contact.inactive", subject_id=contact_id, id=f"contact.inactive:{contact_id}:{last_at.isoformat()}",
                     data={"days": days, "last_activity_at": last_at.isoformat()}, occurred_at=now)
-        found += 1
-        if found >= limit:
-            return
 
 
 def _utc(value: Any) -> datetime:

@@ -86,7 +86,9 @@ def scores_group() -> click.Group:
             changed = crm.scores.refresh_all()
             emit(as_json, {"changed": changed}, lambda: say(f"{changed} score(s) changed"))
             return
-        card = crm.scores.refresh(find_contact(crm, contact).id)
+        contact_id = find_contact(crm, contact).id
+        crm.scores.refresh(contact_id)
+        card = crm.scores.explain(contact_id)  # as stored now
         emit(as_json, _card_json(card), lambda: _render(card))
 
     return scores
