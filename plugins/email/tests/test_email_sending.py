@@ -204,3 +204,27 @@ def test_non_ascii_subject_sender_name_and_body_arrive_intact(email_crm, sink, s
     assert msg["Subject"] == "Grüße, Zoë — 20 % Rabatt auf alles, nur diese Woche im Laden"
     assert msg["From"] == "Zoë's Boutique <news@shop.example>"
     assert msg.get_content().replace("\r\n", "\n").strip() == "Liebe Zoë, schöne Grüße!"
+
+
+def test_the_check_command_connects_and_names_the_problem(email_crm, sink):
+    from click.testing import CliRunner
+    from crmkit.cli import build_cli
+
+    crm = email_crm()
+    ok = CliRunner().invoke(build_cli(), ["--config", str(crm.config.path), "email", "check"])
+    assert ok.exit_code == 0 and f"SMTP 127.0.0.1:{sink.port} (none): OK" in ok.stdout
+    sink.stop()
+    down = CliRunner().invoke(build_cli(), ["--config", str(crm.config.path), "email", "check"])
+    assert down.exit_code == 1 and f"cannot connect to 127.0.0.1:{sink.port}" in down.stderr
+
+
+def test_every_attempt_at_a_message_is_the_same_bytes_but_the_date():
+    from crmkit_email.mime import build
+
+    def attempt() -> bytes:
+        msg = build(message_id="<m-1@shop.example>", from_address="news@shop.example", to="ada@example.org", subject="Hi",
+                    html="<p>Hi <b>Ada</b></p>", list_unsubscribe=["https://crm.shop.example/email/unsubscribe/t"], one_click=True)
+        return b"".join(line for line in msg.as_bytes().splitlines(True) if not line.startswith(b"Date:"))
+
+    first = attempt()
+    assert first == attempt() and b'boundary="=_crmkit_' in first

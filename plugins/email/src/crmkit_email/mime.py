@@ -8,6 +8,7 @@ complaints quote back.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from email.charset import QP, Charset
 from email.header import Header
@@ -52,7 +53,9 @@ def build(*, message_id: str, from_address: str, to: str, subject: str | None, t
     if html is None:
         msg: Message = plain
     else:
-        msg = MIMEMultipart("alternative")
+        # A boundary derived from the Message-ID (not random): a resend is then the same bytes
+        # as the first attempt but for the Date. "=_" cannot occur in quoted-printable text.
+        msg = MIMEMultipart("alternative", boundary=f"=_crmkit_{hashlib.sha256(message_id.encode()).hexdigest()[:32]}")
         msg.attach(plain)
         msg.attach(_text_part(html, "html"))
     msg["From"] = formataddr((from_name, from_address), charset="utf-8") if from_name else from_address
