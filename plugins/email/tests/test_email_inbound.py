@@ -144,3 +144,20 @@ def test_the_listen_command_serves_until_sigterm(email_crm, tmp_path):
     assert f"listener on 127.0.0.1:{port}" in output
     [lead] = crm.contacts.list(limit=None)
     assert lead.email == "linus@example.org" and crm.activities.for_contact(lead.id)[0].kind == "email.received"
+
+
+def test_automatic_mail_from_strangers_creates_no_lead_but_known_senders_keep_it(inbound):
+    crm, port, handler = inbound
+    away = mail("Grace <grace@navy.example>", "Out of office", "Back on Monday.", message_id="<ooo-1@navy.example>")
+    away["Auto-Submitted"] = "auto-replied"
+    deliver(port, away)
+    listmail = mail("digest@lists.example", "Weekly digest", "News.", message_id="<d-1@lists.example>")
+    listmail["List-Id"] = "<weekly.lists.example>"
+    deliver(port, listmail)
+    assert [o.kind for o in handler.outcomes] == ["ignored", "ignored"] and crm.contacts.list(limit=None) == []
+
+    ada = crm.contacts.create({"first_name": "Ada", "email": "ada@example.org"})
+    ooo = mail("ada@example.org", "Out of office", "Back on Monday.", message_id="<ooo-2@example.org>")
+    ooo["Auto-Submitted"] = "auto-replied"
+    deliver(port, ooo)
+    assert [a.subject for a in crm.activities.for_contact(ada.id)] == ["Out of office"]

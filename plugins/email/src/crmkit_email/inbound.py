@@ -8,8 +8,9 @@
 * a message to ``unsubscribe_address`` carrying a valid token → an unsubscribe;
 * anything else → an ``email.received`` activity on the contact with the sender's address, or,
   for an unknown sender, on a new lead created through the intake pipeline
-  (``source="email"``). The activity's external id is the Message-ID, so a message delivered
-  twice is logged once.
+  (``source="email"``) — unless the message is automatic (auto-replies, list mail, mailer
+  daemons), which never creates a lead. The activity's external id is the Message-ID, so a
+  message delivered twice is logged once.
 """
 
 from __future__ import annotations
@@ -91,6 +92,16 @@ def text_of(msg: EmailMessage) -> str:
     return ""
 
 
+def is_automatic(msg: EmailMessage) -> bool:
+    """Sent by software rather than a person (RFC 3834 Auto-Submitted, list and bulk mail,
+    mailer daemons)."""
+    auto = str(msg.get("Auto-Submitted", "no")).strip().lower()
+    precedence = str(msg.get("Precedence", "")).strip().lower()
+    local = parseaddr(str(msg.get("From", "")))[1].partition("@")[0].lower()
+    return (auto != "no" or precedence in ("bulk", "junk", "list") or msg.get("List-Id") is not None
+            or local in ("mailer-daemon", "postmaster", "no-reply", "noreply"))
+
+
 def to_inbound(raw: bytes | str, received_at: datetime | None = None) -> InboundMessage:
     msg = parse(raw)
     try:
@@ -124,6 +135,9 @@ def receive(crm: CRM, raw: bytes | str, recipients: Iterable[str] = ()) -> Outco
     if not inbound.sender:
         return Outcome("ignored", detail="no sender address")
     kind, contact = "activity", crm.contacts.find_by_email(inbound.sender)
+    if contact is None and is_automatic(msg):
+        # Out-of-office notes, non-standard bounces, list robots: not people asking for anything.
+        return Outcome("ignored", detail="an automatic message from an unknown sender")
     if contact is None:
         name = parseaddr(str(msg.get("From", "")))[0].strip()
         try:
