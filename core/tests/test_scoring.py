@@ -210,6 +210,7 @@ def test_cli_shows_a_score_rule_by_rule(tmp_path, crm_factory):
     assert "activity meeting (+30 each)" in text and "kept after decay" in text and "50%" in text
     assert "email.opened" in cli("scores", "rules").stdout
     assert json.loads(cli("scores", "refresh", "--all", "--json").stdout) == {"changed": 0}  # current: seconds of decay round away
+    assert json.loads(cli("scores", "refresh", "ada@example.com", "--json").stdout)["stored_score"] == pytest.approx(40, abs=0.01)
     assert cli("scores", "refresh").exit_code == 2
     result = cli("scores", "show", "nobody@example.com")
     assert result.exit_code == 1 and "not found" in result.stderr

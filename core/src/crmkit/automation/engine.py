@@ -128,7 +128,7 @@ class Engine:
         # "running": another runner has it (or crashed holding it): make sure it gets finished.
         pending = [run for run in done if run.status in ("retrying", "running")]
         if pending:
-            raise RunsPending("; ".join(f"rule {run.rule_name!r}: {run.error}" for run in pending))
+            raise RunsPending("; ".join(f"rule {run.rule_name!r}: {run.error or 'still running in another worker'}" for run in pending))
         return done
 
     # --- scheduled triggers -------------------------------------------------------------
