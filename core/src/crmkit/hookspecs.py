@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import sqlalchemy as sa
 
     from crmkit.app import CRM
@@ -205,6 +207,21 @@ def crmkit_before_commit(uow: UnitOfWork, events: list[Event], crm: CRM) -> None
     :param events: the events the unit of work emitted, in order (possibly none); a copy, so
         events an implementation emits are written to the outbox but not passed to this hook.
     :param crm: the CRM.
+    :return: None; the return value is ignored.
+    """
+
+
+@hookspec
+def crmkit_worker_tick(crm: CRM, now: datetime) -> None:
+    """Do time-driven work (steps falling due, scheduled checks) from the background worker.
+
+    Called by the worker (``crmkit worker``) once per pass, with each implementation on its
+    own: one that raises is logged with the plugin's name and the worker carries on. Several
+    workers may call it at the same moment, so an implementation must be safe to run
+    concurrently and repeatedly (claim work with a lease or make each effect idempotent).
+
+    :param crm: the CRM the worker drains.
+    :param now: the pass's time (timezone-aware UTC); act on what is due at or before it.
     :return: None; the return value is ignored.
     """
 

@@ -38,6 +38,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crmkit.builtin.webhooks",
     "crmkit.builtin.scoring_plugin",
     "crmkit.builtin.automation_plugin",
+    "crmkit.builtin.sequences_plugin",
+    "crmkit.builtin.segments_plugin",
     "crmkit.builtin.channels_plugin",
     "crmkit.cli.core_commands",
     "crmkit.merge.plugin",
