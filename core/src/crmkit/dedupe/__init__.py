@@ -9,6 +9,7 @@ Storage-independent: feed it mappings with crmkit contact field names (see
 """
 
 from crmkit.dedupe.engine import (
+    Cluster,
     DedupeConfig,
     DedupeResult,
     DedupeStats,
@@ -20,6 +21,6 @@ from crmkit.dedupe.engine import (
 from crmkit.dedupe.records import contact_record
 
 __all__ = [
-    "DedupeConfig", "DedupeResult", "DedupeStats", "Deduplicator", "FieldEvidence", "PairMatch",
+    "Cluster", "DedupeConfig", "DedupeResult", "DedupeStats", "Deduplicator", "FieldEvidence", "PairMatch",
     "contact_record", "find_duplicates",
 ]
