@@ -212,6 +212,16 @@ def test_a_contact_without_an_address_leaves_as_undeliverable(crm, plugin):
     assert ended.exit_reason == "undeliverable" and "no email address" in ended.exit_detail
 
 
+def test_a_step_whose_template_was_deleted_ends_the_enrollment_instead_of_failing_forever(crm, plugin):
+    ada = person(crm)
+    enrollment = crm.sequences.enroll("nurture", ada.id, now=T0)
+    with crm.uow() as uow:  # templates have no delete command yet: remove it underneath
+        table = uow.table("message_templates")
+        uow.connection.execute(table.delete().where(table.c.name == "welcome"))
+    assert tick(crm, T0).exited == 1
+    assert crm.sequences.enrollment(enrollment.id).exit_reason == "undeliverable" and plugin.channel.calls == []
+
+
 # --- enrollment --------------------------------------------------------------------------------
 
 

@@ -304,7 +304,7 @@ class Sequences:
         try:
             message = self.crm.messages.send(enrollment.contact_id, step.channel, template=step.template, purpose=step.purpose,
                                              idempotency_key=f"seq:{enrollment.id}:{enrollment.step}", now=at)
-        except ValidationFailed as exc:  # no address on this channel, the template deleted …
+        except (ValidationFailed, NotFound) as exc:  # no address on this channel, the template deleted …
             return self._finish(enrollment, "exited", "undeliverable", str(exc), at)
         veto = exits.unsubscribing_veto(message)
         if veto is not None and "unsubscribed" in sequence.exit_on:
