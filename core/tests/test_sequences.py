@@ -404,3 +404,22 @@ def test_cli_add_enroll_tick_and_inspect(crm, plugin, tmp_path):
     bad.write_text('{"name": "bad", "steps": [{"channel": "email", "body": "{{ contact.nope }}", "purpose": "marketing"}]}')
     result = run("sequences", "add", str(bad))
     assert result.exit_code == 1 and "steps[0].body" in result.output
+
+
+def test_worker_pass_runs_the_worker_tick_hook(crm_factory, tmp_path):
+    """crmkit worker calls crmkit_worker_tick every pass (sequences rely on it)."""
+    import crmkit
+    from crmkit.worker import Worker
+
+    seen = []
+
+    class Ticker:
+        crmkit_plugin_name = "ticker"
+
+        @crmkit.hookimpl
+        def crmkit_worker_tick(self, crm, now):
+            seen.append(now)
+
+    crm = crm_factory(plugins=[Ticker()], dispatch_inline=False)
+    Worker(crm).run_pass()
+    assert len(seen) == 1

@@ -120,6 +120,9 @@ class Worker:
         """Dispatch due events, then send due messages; returns how many jobs were done."""
         limit = self.batch if room is None else min(self.batch, room)
         self.stats.passes += 1
+        # Time-driven work (sequence steps that came due …) first, so what it queues is sent
+        # in this same pass; a failing plugin is logged with its name and does not stop the worker.
+        self.crm.plugins.call_each_safely("crmkit_worker_tick", crm=self.crm, now=utcnow())
         report = self.crm.events.drain(limit=limit)
         events = report.dispatched + report.failed + report.dead
         self.stats.events += events
