@@ -14,6 +14,8 @@ from typing import Any
 
 from crmkit.api.auth import PUBLIC
 from litestar import Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 
 from crmkit_email.channel import EmailChannel
 from crmkit_email.unsubscribe import read_token, unsubscribe_message
@@ -34,7 +36,7 @@ def _message_id(crm: Any, token: str) -> str | None:
 
 def unsubscribe_routes() -> list[Any]:
     @get(PATH, opt={PUBLIC: True}, include_in_schema=False, sync_to_thread=True)
-    def confirm(token: str, crm: Any) -> Response[str]:
+    def confirm(token: FromPath[str], crm: NamedDependency[Any]) -> Response[str]:
         if _message_id(crm, token) is None:
             return _page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
         form = ('<p>Stop receiving these e-mails?</p><form method="post">'
@@ -43,7 +45,7 @@ def unsubscribe_routes() -> list[Any]:
         return _page("Unsubscribe", form)
 
     @post(PATH, opt={PUBLIC: True}, include_in_schema=False, sync_to_thread=True, status_code=200)
-    def unsubscribe(token: str, crm: Any) -> Response[str]:
+    def unsubscribe(token: FromPath[str], crm: NamedDependency[Any]) -> Response[str]:
         message_id = _message_id(crm, token)
         if message_id is None or not unsubscribe_message(crm, message_id, via="one-click"):
             return _page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
