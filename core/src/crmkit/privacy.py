@@ -1,18 +1,37 @@
 """Personal-data rights: export everything held about a person, and erase it.
 
 The core gathers its own tables through the built-in plugin
-:mod:`crmkit.builtin.privacy_core`; every other plugin answers the same two hooks.
+:mod:`crmkit.builtin.privacy_core`; every other plugin answers the same two hooks. The CLI
+(``crmkit privacy``) and the HTTP API (``/contacts/{id}/personal-data``) both call this service.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from crmkit.domain.values import utcnow
-from crmkit.errors import PluginError
+from crmkit.errors import ConflictError, PluginError
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
+
+
+@attrs.frozen(kw_only=True)
+class Erasure:
+    """What an erasure leaves behind: the record that it happened, holding no personal data.
+
+    ``event_id`` is the ``contact.erased`` event written in the erasure's transaction (the
+    audit log keeps it under that id); ``plugins`` are the plugins whose erasers ran.
+    """
+
+    contact_id: str
+    event_id: str
+    erased_at: datetime
+    actor: str | None
+    plugins: list[str]
 
 
 class Privacy:
@@ -32,12 +51,20 @@ class Privacy:
                 result[key] = value
         return result
 
-    def erase(self, contact_id: str, *, actor: str | None = None) -> None:
-        """Erase the person everywhere in one transaction: plugins first, then the core."""
+    def erase(self, contact_id: str, *, actor: str | None = None, expected_version: int | None = None) -> Erasure:
+        """Erase the person everywhere in one transaction: plugins first, then the core.
+
+        :param expected_version: erase only if the contact is still at this version (the
+            caller decided on what it saw); :class:`~crmkit.errors.ConflictError` otherwise.
+        :return: the record of the erasure.
+        """
         contact = self.crm.contacts.get(contact_id)
         with self.crm.uow(actor) as uow:
-            for _ in self.crm.plugins.call_each("crmkit_erase_personal_data", contact=contact, crm=self.crm, uow=uow):
-                pass
+            if expected_version is not None and uow.contacts.get(contact.id).version != expected_version:
+                raise ConflictError("contact", contact.id, expected_version)
+            plugins = [plugin for plugin, _ in self.crm.plugins.call_each(
+                "crmkit_erase_personal_data", contact=contact, crm=self.crm, uow=uow)]
             # Subscribers holding copies elsewhere (a mailing tool, a warehouse) erase on this;
             # it carries nothing but the id.
-            uow.emit("contact.erased", contact.id, {})
+            event = uow.emit("contact.erased", contact.id, {})
+        return Erasure(contact_id=contact.id, event_id=event.id, erased_at=event.occurred_at, actor=actor, plugins=plugins)

@@ -19,7 +19,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.routes import HTTPRoute
 
-from crmkit.api import access, docs, engagement, errors, records, sales
+from crmkit.api import access, docs, engagement, errors, privacy, records, sales
 from crmkit.api import openapi as doc
 from crmkit.api.auth import authentication
 from crmkit.api.keys import ApiKeys
@@ -47,7 +47,8 @@ def create_app(crm: CRM, *, debug: bool = False) -> Litestar:
     api = Api(crm)
     keys = ApiKeys(crm)
     core: list[HTTPRouteHandler] = [
-        *records.routes(api), *sales.routes(api), *engagement.routes(api), *access.routes(api, keys), *docs.routes(),
+        *records.routes(api), *sales.routes(api), *engagement.routes(api), *access.routes(api, keys),
+        *privacy.routes(api, records.contacts(crm)), *docs.routes(),
     ]
     return Litestar(
         # One Router, not a list: Litestar 2.25 wraps a sync_to_thread handler a second time
