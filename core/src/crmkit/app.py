@@ -26,6 +26,7 @@ class CRM:
     def __init__(self, config: Config, plugins: Plugins, *, migrate: bool = False, dispatch_inline: bool = True,
                  check_schema: bool = True):
         from crmkit.channels.dispatch import MessageService
+        from crmkit.dedupe.scan import DuplicateScanner
         from crmkit.events import Dispatcher
         from crmkit.intake import Intake
         from crmkit.metrics import metrics
@@ -63,6 +64,7 @@ class CRM:
             self.privacy = Privacy(self)
             self.metrics = metrics(self)
             self.merges = MergeService(self)
+            self.dedupe = DuplicateScanner(self)
             self.messages = MessageService(self)
             plugins.call("crmkit_startup", crm=self)
         except BaseException:
