@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 from crmkit import domain
 from crmkit.domain import fields as f
 from crmkit.errors import FieldIssue, NotFound, ValidationFailed
 from crmkit.services.base import EntityService, ValidationContext
+
+if TYPE_CHECKING:
+    from crmkit.storage.uow import UnitOfWork
 
 IDENTITY_FIELDS = ("email", "phone", "first_name", "last_name")
 
@@ -79,13 +85,41 @@ class TeamService(EntityService[domain.Team]):
     def specs(self) -> list[f.FieldSpec]:
         return [f.FieldSpec("name", f.text(255), required=True)]
 
+    def check(self, context: ValidationContext, clean: dict[str, Any], *, partial: bool) -> None:
+        # Names are unique ignoring case: "Sales" and "sales" would be one team to a person
+        # picking an owner's team (the table's constraint alone is case-sensitive on some
+        # databases, and would surface as a bare conflict).
+        name = clean.get("name")
+        if name:
+            teams = context.uow.teams.table
+            taken = context.uow.teams.first([sa.func.lower(teams.c.name) == name.lower()])
+            if taken is not None:
+                raise ValidationFailed.single("name", "duplicate", f"a team named {taken.name!r} exists already")
+
 
 class UserService(EntityService[domain.User]):
     repo_name, kind, entity_cls = "users", "user", domain.User
 
     def check(self, context: ValidationContext, clean: dict[str, Any], *, partial: bool) -> None:
         check_references(context, clean, {"team_id": "teams"})
-        email = clean.get("email")
-        users = context.uow.users
-        if email and users.first(users.where(email=email)) is not None:
+        if not partial:  # a change is checked in update_in, which knows whose e-mail it is
+            self._refuse_taken_email(context.uow, clean.get("email"), None)
+
+    def update_in(self, uow: UnitOfWork, ident: str, changes: Mapping[str, Any], *, expected_version: int | None = None) -> domain.User:
+        if "email" in changes:
+            # Checked here, where it is known whose e-mail it is: a user keeping (or
+            # re-sending) its own e-mail is not its own duplicate. Before the write, so a
+            # taken e-mail is a 422 naming the field rather than the unique index's conflict.
+            self._refuse_taken_email(uow, self.parse(uow, changes, partial=True).get("email"), ident)
+        return super().update_in(uow, ident, changes, expected_version=expected_version)
+
+    @staticmethod
+    def _refuse_taken_email(uow: UnitOfWork, email: str | None, own_id: str | None) -> None:
+        if not email:
+            return
+        users = uow.users
+        conditions = users.where(email=email)
+        if own_id is not None:
+            conditions.append(users.table.c.id != own_id)
+        if users.first(conditions) is not None:
             raise ValidationFailed.single("email", "duplicate", f"a user with e-mail {email} exists already")
