@@ -7,7 +7,7 @@ PLUGINS := $(wildcard plugins/*)
 PACKAGES := core $(PLUGINS)
 PYTEST_ARGS ?=
 
-.PHONY: install browser demo test bench lint clean
+.PHONY: install browser imap demo test bench lint clean
 
 install: $(STAMP)
 
@@ -23,6 +23,11 @@ demo: install
 # Debian's Chromium for the browser tests (tests/browser), installed only when missing.
 browser:
 	test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+# Debian's Dovecot IMAP server for crmkit-email's IMAP polling tests (each test starts a private
+# instance with its own configuration; nothing system-wide is started), installed only when missing.
+imap:
+	command -v dovecot >/dev/null 2>&1 || test -x /usr/sbin/dovecot || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dovecot-imapd; }
 
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)

@@ -1,5 +1,5 @@
-"""``crmkit email``: the inbound listener, one-shot receiving (for an MTA's pipe) and a check of
-the SMTP settings."""
+"""``crmkit email``: the inbound listener, IMAP polling, one-shot receiving (for an MTA's pipe)
+and a check of the SMTP settings."""
 
 from __future__ import annotations
 
@@ -57,6 +57,39 @@ def email_group() -> click.Group:
                 "receipts": outcome.receipts, "detail": outcome.detail}
         emit(as_json, data, lambda: say(f"{outcome.kind}" + (f": {outcome.detail}" if outcome.detail else "")
                                         + (f" (contact {outcome.contact_id})" if outcome.contact_id else "")))
+
+    @email_.command("poll")
+    @click.option("--once", is_flag=True, help="Poll once and exit (default: every imap_poll_seconds until SIGTERM/SIGINT).")
+    @json_option
+    @pass_crm
+    def poll_(crm: Any, once: bool, as_json: bool) -> None:
+        """Fetch new mail from the IMAP mailbox in [plugins.email] and handle it like the
+        listener does. Messages are tracked by UID, so a repeated or interrupted poll handles
+        nothing twice."""
+        from crmkit_email.channel import EmailChannel
+        from crmkit_email.imap import ImapError, poll
+
+        settings = EmailChannel.for_crm(crm).settings
+        stop = threading.Event()
+        previous = {} if once else {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            while True:
+                try:
+                    report = poll(crm)
+                except ImapError as exc:
+                    if once:
+                        raise click.ClickException(str(exc)) from None
+                    click.echo(f"Error: {exc}", err=True)
+                else:
+                    data = {"account": report.account, "fetched": report.fetched, "outcomes": report.counts(),
+                            "last_uid": report.last_uid, "skipped": report.skipped}
+                    emit(as_json, data, lambda r=report: say(
+                        f"{r.account}: " + (r.skipped or f"{r.fetched} message(s)" + "".join(f", {n} {k}" for k, n in sorted(r.counts().items())))))
+                if once or stop.wait(settings.imap_poll_seconds):
+                    return
+        finally:
+            for sig, before in previous.items():
+                signal.signal(sig, before)
 
     @email_.command("check")
     @pass_crm

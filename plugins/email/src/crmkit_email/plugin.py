@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from crmkit import hookimpl
 from crmkit.errors import ConfigError
 
@@ -45,7 +47,21 @@ def crmkit_register_commands(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def crmkit_register_routes(register: Callable[[Any], None]) -> None:
-    from crmkit_email.routes import unsubscribe_routes
+    from crmkit_email.routes import preference_routes, tracking_routes, unsubscribe_routes
 
-    for route in unsubscribe_routes():
+    for route in [*unsubscribe_routes(), *tracking_routes(), *preference_routes()]:
         register(route)
+
+
+@hookimpl
+def crmkit_register_tables(metadata: sa.MetaData, register: Callable[[sa.Table], None]) -> None:
+    from crmkit_email.imap import define_table
+
+    register(define_table(metadata))  # IMAP polling's UID bookkeeping (created by crmkit db upgrade)
+
+
+@hookimpl
+def crmkit_worker_tick(crm: CRM, now: datetime) -> None:
+    from crmkit_email.imap import worker_tick
+
+    worker_tick(crm, now)  # polls the IMAP mailbox when imap_host is set and a poll is due
