@@ -1,18 +1,20 @@
-"""``crmkit dedupe``: merge duplicate contacts, undo a merge, list merges.
+"""``crmkit dedupe``: scan the stored contacts for duplicates, merge them, undo a merge, list merges.
 
 The group is built per CLI by :func:`dedupe_group` (no command objects at import time); further
-duplicate commands (``dedupe scan`` …) are added in that function like the ones below.
+duplicate commands are added in that function like the ones below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 
 from crmkit.cli import pass_crm
-from crmkit.cli.output import KEY_VALUE, emit, json_option, print_table, say
+from crmkit.cli.output import KEY_VALUE, emit, json_option, print_json, print_table, say
 from crmkit.plugins import hookimpl
 from crmkit.serialize import to_jsonable
 
@@ -87,12 +89,109 @@ def merges_command() -> click.Command:
     return merges
 
 
+SCAN_COLUMNS = (
+    ("a", lambda p: p.a), ("b", lambda p: p.b), ("score", lambda p: f"{p.score:.4f}"), ("decision", lambda p: p.decision),
+    ("agrees", lambda p: _evidence(p, positive=True)), ("disagrees", lambda p: _evidence(p, positive=False)),
+)
+
+
+def _evidence(pair: Any, *, positive: bool) -> str:
+    """``field agreement +weight`` for the fields that spoke for (or against) the pair, strongest first."""
+    parts = sorted((e for e in pair.explanation if (e.weight > 0) == positive and e.weight != 0), key=lambda e: -abs(e.weight))
+    return ", ".join(f"{e.field} {e.agreement} {e.weight:+.1f}" for e in parts)
+
+
+@contextlib.contextmanager
+def _scan_progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None] | None]:
+    """A rich progress display while contacts are read, scored and merged, when a person is watching."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    labels = {"reading": "Reading contacts", "scoring": "Blocking, comparing and scoring pairs", "merging": "Merging auto_merge pairs"}
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True) as bar:
+        task = bar.add_task(labels["reading"], total=None)
+
+        def update(stage: str, done: int, total: int | None) -> None:
+            bar.update(task, description=labels.get(stage, stage), completed=done, total=total)
+
+        yield update
+
+
+def _scan_summary(summary: Any, merges: list[Any] | None, *, err: bool) -> None:
+    """What the scan looked at and what it could not compare fully; on stderr under ``--json``."""
+    echo = (lambda text, style="green": click.echo(text, err=True)) if err else say
+    echo(f"Scanned {summary.contacts:,} contacts: {summary.candidate_pairs:,} candidate pairs compared, "
+         f"{summary.auto_merge:,} auto_merge (score ≥ {summary.auto_merge_at}) and {summary.review:,} review "
+         f"(score ≥ {summary.review_at}) pairs in {summary.clusters:,} clusters; {summary.reported:,} listed.")
+    if summary.capped_blocks or summary.skipped_blocks:
+        echo(f"{summary.capped_blocks:,} blocks over the block cap were compared only within a sorted window and "
+             f"{summary.skipped_blocks:,} skipped (largest block {summary.largest_block:,} contacts); duplicates inside "
+             "them may be missed:", "yellow")
+        for warning in summary.warnings:
+            echo(f"  {warning}", "yellow")
+    if merges is None:
+        return
+    counts = {status: sum(m.status == status for m in merges) for status in ("merged", "skipped", "failed")}
+    echo(f"Auto-merge: {counts['merged']:,} merged, {counts['skipped']:,} skipped, {counts['failed']:,} failed.")
+    if not err:
+        for m in merges:
+            if m.status == "merged":
+                click.echo(f"  merged {m.duplicate_id} into {m.survivor_id} (merge {m.merge_id})")
+            else:
+                say(f"  {m.status} {m.a} + {m.b}: {m.reason}", style="yellow" if m.status == "skipped" else "red")
+    if counts["merged"]:
+        echo("Undo any of them with: crmkit dedupe undo MERGE_ID")
+
+
+def scan_command() -> click.Command:
+    @click.command("scan")
+    @click.option("--min-score", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
+                  help="List pairs scoring at least this (the review threshold; default 0.5). Score = probability of one person.")
+    @click.option("--auto-merge-at", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
+                  help="Score from which a pair is auto_merge (default 0.99).")
+    @click.option("--max-block-size", type=click.IntRange(min=2), default=None,
+                  help="Blocks of more contacts sharing a key are compared only within a sorted window (default 20).")
+    @click.option("--limit", type=click.IntRange(min=1), default=None, help="List (and with --auto-merge, merge) only the N best pairs.")
+    @click.option("--auto-merge", "merge", is_flag=True,
+                  help="Merge every listed auto_merge pair through the same rules as `dedupe merge`; each merge can be undone.")
+    @click.option("--rule", "rules", type=KEY_VALUE, multiple=True, metavar="FIELD=RULE", help=f"With --auto-merge: {RULE_HELP}")
+    @json_option
+    @pass_crm
+    def scan(crm: Any, min_score: float | None, auto_merge_at: float | None, max_block_size: int | None, limit: int | None,
+             merge: bool, rules: tuple[tuple[str, str], ...], as_json: bool) -> None:
+        """Find likely duplicates among all stored contacts, with the reasons for each pair.
+
+        Pairs come highest score first, each with per-field evidence: which fields agreed and how
+        much each weighed. --json prints an array of pairs (a, b, score, decision, explanation;
+        with --auto-merge also merge: status, merge_id).
+        """
+        if rules and not merge:
+            raise click.UsageError("--rule applies to --auto-merge only")
+        with _scan_progress(sys.stdout.isatty() and not as_json) as progress:
+            result = crm.dedupe.scan(review_at=min_score, auto_merge_at=auto_merge_at, max_block_size=max_block_size,
+                                     limit=limit, progress=progress)
+            merges = crm.dedupe.auto_merge(result, rules=dict(rules), progress=progress) if merge else None
+        if as_json:
+            outcome = {(m.a, m.b): m for m in merges or ()}
+            rows = [{**to_jsonable(p), **({"merge": to_jsonable(outcome.get((p.a, p.b)))} if merge else {})} for p in result.pairs]
+            print_json(rows)
+            _scan_summary(result.summary, merges, err=True)
+            return
+        print_table("Possible duplicates", result.pairs, SCAN_COLUMNS)
+        _scan_summary(result.summary, merges, err=False)
+
+    return scan
+
+
 def dedupe_group() -> click.Group:
     @click.group("dedupe")
     def dedupe() -> None:
-        """Duplicate contacts: merge, undo, list merges."""
+        """Duplicate contacts: scan for them, merge, undo, list merges."""
 
-    for command in (merge_command(), undo_command(), merges_command()):
+    for command in (scan_command(), merge_command(), undo_command(), merges_command()):
         dedupe.add_command(command)
     return dedupe
 

@@ -151,6 +151,10 @@ def scan_config(
     """The engine configuration for a scan: ``base`` (default: the engine's defaults) with the
     given overrides. Bad values raise :class:`ValidationFailed` naming the parameter."""
     base = base or DedupeConfig()
+    if review_at is not None and auto_merge_at is None and review_at > base.auto_merge_at:
+        # "Only pairs above 0.995": every such pair was auto_merge anyway, so raising the
+        # auto-merge threshold to match changes no decision and keeps review_at <= auto_merge_at.
+        auto_merge_at = review_at
     changes = {name: value for name, value in (("auto_merge_at", auto_merge_at), ("review_at", review_at),
                                                ("max_block_size", max_block_size), ("oversized", oversized))
                if value is not None}
