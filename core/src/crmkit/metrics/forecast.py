@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from crmkit import reports
 from crmkit.domain.values import Outcome
 from crmkit.metrics.protocol import BreakdownRow, MetricDefinition, MetricParams, MetricResult
 from crmkit.metrics.sql import MONEY_QUANTUM, DealScope, breakdown, currency, money, raw_money, rows
@@ -23,29 +22,44 @@ if TYPE_CHECKING:
 WON, LOST, OPEN = Outcome.WON.value, Outcome.LOST.value, Outcome.OPEN.value
 
 
+def _weigh(amount: Decimal, probability: float) -> Decimal:
+    # str() gives the probability as it was entered (0.1, not 0.1000000000000000055…), so the
+    # product is exact before rounding to money precision.
+    return (amount * Decimal(str(probability))).quantize(MONEY_QUANTUM)
+
+
 def weighted_pipeline(crm: CRM, params: MetricParams) -> MetricResult:
-    """Σ amount × stage probability over open deals now (:func:`crmkit.reports.weighted_pipeline`),
-    in one currency. Over the ``pipeline`` filter's pipeline (breakdown per stage) or over all
-    pipelines (breakdown per pipeline with ``by=pipeline``)."""
+    """Σ amount × stage probability over the open deals now, in one currency. Over the
+    ``pipeline`` filter's pipeline (breakdown per stage) or over all pipelines (breakdown per
+    pipeline with ``by=pipeline``).
+
+    One ``GROUP BY stage`` over the open deals of the currency; since a stage has one
+    probability, a stage's weighted value is its summed amount × that probability, in
+    :class:`Decimal`. Sample sizes count the deals in the currency only.
+    """
     code = currency(crm, params)
     chosen = params.filters.get("pipeline")
     pipelines = [crm.pipelines.get(chosen)] if chosen else crm.pipelines.list()
-    reported = [reports.weighted_pipeline(crm, p) for p in pipelines]  # one GROUP BY per pipeline
+    with crm.read() as uow:
+        d = uow.table("deals")
+        where = [d.c.status == OPEN, d.c.currency == code, *([d.c.pipeline_id == pipelines[0].id] if chosen else [])]
+        sums = {stage_id: (int(count), money(raw)) for stage_id, count, raw in rows(uow, sa.select(
+            d.c.stage_id, sa.func.count(), sa.func.sum(raw_money(d.c.amount))).where(*where).group_by(d.c.stage_id))}
     zero = Decimal(0)
-    total = sum((r.weighted.get(code, zero) for r in reported), zero)
-    deals = sum(sum(s.deals for s in r.stages if code in s.amount) for r in reported)
-    amount = sum((r.amount.get(code, zero) for r in reported), zero)
+    stages = [(p, s, *sums.get(s.id, (0, zero))) for p in pipelines
+              for s in sorted(p.stages, key=lambda s: s.position) if s.outcome == Outcome.OPEN]
+    weighted = {s.id: _weigh(amount, s.probability) for _, s, _, amount in stages}
     if params.group_by == "pipeline":
-        rows_out = [BreakdownRow(key=r.pipeline.id, label=r.pipeline.name, value=r.weighted.get(code, zero),
-                                 sample_size=sum(s.deals for s in r.stages if code in s.amount),
-                                 details={"amount": r.amount.get(code, zero)}) for r in reported]
+        rows_out = [BreakdownRow(key=p.id, label=p.name, value=sum((weighted[s.id] for q, s, _, _ in stages if q is p), zero),
+                                 sample_size=sum(n for q, _, n, _ in stages if q is p),
+                                 details={"amount": sum((a for q, _, _, a in stages if q is p), zero)}) for p in pipelines]
     else:
-        rows_out = [BreakdownRow(key=s.stage.id, label=s.stage.name if len(reported) == 1 else f"{r.pipeline.name}: {s.stage.name}",
-                                 value=s.weighted.get(code, zero), sample_size=s.deals if code in s.amount else 0,
-                                 details={"amount": s.amount.get(code, zero), "probability": s.stage.probability})
-                    for r in reported for s in r.stages]
-    return MetricResult(name="forecast.weighted_pipeline", unit="money", value=total, sample_size=deals, currency=code,
-                        group_by=params.group_by or "stage", breakdown=rows_out, details={"amount": amount})
+        rows_out = [BreakdownRow(key=s.id, label=s.name if len(pipelines) == 1 else f"{p.name}: {s.name}", value=weighted[s.id],
+                                 sample_size=n, details={"amount": amount, "probability": s.probability})
+                    for p, s, n, amount in stages]
+    return MetricResult(name="forecast.weighted_pipeline", unit="money", value=sum(weighted.values(), zero),
+                        sample_size=sum(n for _, _, n, _ in stages), currency=code, group_by=params.group_by or "stage",
+                        breakdown=rows_out, details={"amount": sum((a for _, _, _, a in stages), zero)})
 
 
 def historical(crm: CRM, params: MetricParams) -> MetricResult:
