@@ -128,18 +128,20 @@ def funnel(crm: CRM, pipeline: Pipeline | str) -> FunnelReport:
             (stage_table.c.outcome == Outcome.LOST.value, -1),
             else_=stage_table.c.position,
         )
-        depths = (
-            sa.select(changes.c.deal_id, sa.func.max(depth).label("depth"))
+        # One pass over the history: per deal its depth and, per won/lost stage, whether it
+        # entered it; then one row per depth with the deal count and the sums of those flags.
+        closing = [s for s in stages if s.outcome != Outcome.OPEN]
+        flags = [sa.func.max(sa.case((changes.c.to_stage_id == s.id, 1), else_=0)).label(f"entered_{i}") for i, s in enumerate(closing)]
+        per_deal = (
+            sa.select(changes.c.deal_id, sa.func.max(depth).label("depth"), *flags)
             .select_from(entered).where(in_pipeline).group_by(changes.c.deal_id).subquery("deal_depths")
         )
-        histogram = dict(uow.connection.execute(  # type: ignore[union-attr]
-            sa.select(depths.c.depth, sa.func.count()).group_by(depths.c.depth)
-        ).all())
-        outcome_counts = dict(uow.connection.execute(  # type: ignore[union-attr]
-            sa.select(changes.c.to_stage_id, sa.func.count(sa.distinct(changes.c.deal_id)))
-            .select_from(entered).where(in_pipeline, stage_table.c.outcome != Outcome.OPEN.value)
-            .group_by(changes.c.to_stage_id)
-        ).all())
+        found = uow.connection.execute(  # type: ignore[union-attr]
+            sa.select(per_deal.c.depth, sa.func.count(), *(sa.func.sum(per_deal.c[f"entered_{i}"]) for i in range(len(closing))))
+            .group_by(per_deal.c.depth)
+        ).all()
+    histogram = {int(row[0]): int(row[1]) for row in found}
+    outcome_counts = {s.id: sum(int(row[2 + i]) for row in found) for i, s in enumerate(closing)}
 
     open_stages = [s for s in stages if s.outcome == Outcome.OPEN]
     rows: list[FunnelStage] = []
