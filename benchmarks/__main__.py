@@ -37,13 +37,15 @@ def discover() -> list[str]:
     return sorted(m.name[len(PREFIX):] for m in pkgutil.iter_modules([str(HERE)]) if m.name.startswith(PREFIX))
 
 
-def run_module(name: str, quick: bool, database: str | None) -> list[dict[str, Any]]:
+def run_module(name: str, quick: bool, database: str | None, scale: float | None = None) -> list[dict[str, Any]]:
     module = importlib.import_module(f"benchmarks.{PREFIX}{name}")
     kwargs: dict[str, Any] = {}
     if "database" in inspect.signature(module.run).parameters:
         kwargs["database"] = database
     elif database is not None:
         raise click.UsageError(f"benchmark {name!r} does not take --database")
+    if "scale" in inspect.signature(module.run).parameters:
+        kwargs["scale"] = scale
     return list(module.run(quick, **kwargs))
 
 
@@ -77,7 +79,9 @@ def machine() -> dict[str, Any]:
 @click.option("--only", "only", multiple=True, metavar="NAME", help="Run only this benchmark (e.g. storage); repeatable.")
 @click.option("--database", metavar="URL", default=None,
               help="A PostgreSQL/MariaDB server to run on (a scratch database is created and dropped); default: SQLite.")
-def main(quick: bool, only: tuple[str, ...], database: str | None) -> None:
+@click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=None, metavar="FACTOR",
+              help="Data-set size relative to full for benchmarks that take it (metrics), e.g. 0.01 while developing.")
+def main(quick: bool, only: tuple[str, ...], database: str | None, scale: float | None) -> None:
     """Run crmkit's benchmarks and write benchmarks/out/latest.json."""
     available = discover()
     wanted = [name.removeprefix(PREFIX) for name in only] or available
@@ -91,7 +95,7 @@ def main(quick: bool, only: tuple[str, ...], database: str | None) -> None:
     for name in wanted:
         with console.status(f"running {name}{' (quick)' if quick else ''} on {backend_label(database)}…"):
             try:
-                rows += [{"module": name, **row} for row in run_module(name, quick, database)]
+                rows += [{"module": name, **row} for row in run_module(name, quick, database, scale)]
             except click.UsageError:
                 raise
             except Exception:
