@@ -17,14 +17,16 @@ from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components
 from litestar.routes import HTTPRoute
 
-from crmkit.api import access, docs, engagement, errors, privacy, records, sales
+from crmkit.api import access, docs, engagement, errors, privacy, ratelimit, records, sales
 from crmkit.api import openapi as doc
 from crmkit.api.auth import authentication
 from crmkit.api.keys import ApiKeys
+from crmkit.api.ratelimit import RateLimits
 from crmkit.api.resources import Api
-from crmkit.errors import PluginError
+from crmkit.errors import ConfigError, PluginError
 from crmkit.plugins import Registry
 
 if TYPE_CHECKING:
@@ -37,11 +39,17 @@ Lists are pages in a stable order: pass `next_cursor` back as `cursor`; `fields=
 those fields. Records carry an `ETag` (their version): send it as `If-Match` to write only if
 nobody changed the record since (412 otherwise). A POST with an `Idempotency-Key` header is
 performed once however often it is retried. Every error has the same shape:
-`{"error": {"code", "message", "issues": [{"field", "code", "message"}]}}`."""
+`{"error": {"code", "message", "issues": [{"field", "code", "message"}]}}`.
+Requests are rate-limited per API key, and per client address on public endpoints: over the limit
+the answer is 429 with `Retry-After` (seconds)."""
 
 
-def create_app(crm: CRM, *, debug: bool = False) -> Litestar:
-    """The HTTP API of ``crm``, with the routes its plugins register."""
+def create_app(crm: CRM, *, debug: bool = False, rate_limits: RateLimits | None = None) -> Litestar:
+    """The HTTP API of ``crm``, with the routes its plugins register.
+
+    :param rate_limits: the limits to enforce; by default those of ``[plugins.api]`` in the
+        CRM's configuration (``RateLimits.of("off", "off")`` disables both).
+    """
     from crmkit import __version__
 
     api = Api(crm)
@@ -50,24 +58,47 @@ def create_app(crm: CRM, *, debug: bool = False) -> Litestar:
         *records.routes(api), *sales.routes(api), *engagement.routes(api), *access.routes(api, keys),
         *privacy.routes(api, records.contacts(crm)), *docs.routes(),
     ]
-    return Litestar(
+    limits = rate_limits if rate_limits is not None else RateLimits.from_settings(api_settings(crm))
+    app = Litestar(
         # One Router, not a list: Litestar 2.25 wraps a sync_to_thread handler a second time
         # (and then serves a coroutine) when another handler of its path is registered on the
         # app after it; a router registers each route once.
         route_handlers=[Router("/", route_handlers=[*core, *plugin_routes(crm, core)])],
         exception_handlers={Exception: errors.handle},
-        middleware=[authentication(keys)],
+        # Authentication first: the limiter counts requests against the key that authenticated.
+        middleware=[authentication(keys), *([ratelimit.rate_limiting(limits)] if limits.enabled else [])],
         dependencies={"crm": Provide(lambda: crm, sync_to_thread=False)},
         openapi_config=OpenAPIConfig(
             title="crmkit", version=__version__, description=DESCRIPTION,
             path="/schema", render_plugins=[JsonRenderPlugin()],
-            components=doc.components(), security=[{doc.SECURITY_SCHEME: []}],
+            components=[doc.components(), rate_limit_components()], security=[{doc.SECURITY_SCHEME: []}],
             use_handler_docstrings=False, create_examples=False,
         ),
         # Logging is the host's (uvicorn's, a test runner's): Litestar's default would replace
         # the root logger's handlers when the app starts.
         logging_config=None,
         debug=debug,
+    )
+    ratelimit.document(app.openapi_schema)
+    return app
+
+
+def api_settings(crm: CRM) -> ratelimit.ApiSettings:
+    """``[plugins.api]`` (declared by ``crmkit.cli.serve_commands``), or the defaults when
+    that built-in plugin is disabled."""
+    try:
+        return crm.settings_for(ratelimit.SECTION)  # type: ignore[no-any-return]
+    except ConfigError:
+        return ratelimit.ApiSettings()
+
+
+def rate_limit_components() -> Components:
+    return Components(
+        responses={ratelimit.RESPONSE_NAME: {  # type: ignore[dict-item]
+            **doc.json_response("Too many requests from this API key (or, on a public endpoint, this address): "
+                                "retry after `Retry-After` seconds.", errors.ERROR_SCHEMA),
+            "headers": {"Retry-After": ratelimit.RETRY_AFTER},
+        }},
     )
 
 

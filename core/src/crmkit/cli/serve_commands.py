@@ -99,6 +99,13 @@ def api_keys_group() -> click.Group:
 
 
 @hookimpl
+def crmkit_register_settings(register: Callable[[str, type], None]) -> None:
+    from crmkit.api.ratelimit import SECTION, ApiSettings  # no web stack: only the settings' class
+
+    register(SECTION, ApiSettings)
+
+
+@hookimpl
 def crmkit_register_commands(register: Callable[[Any], None]) -> None:
     register(serve_command())
     register(api_keys_group())
