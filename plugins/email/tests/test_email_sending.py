@@ -37,7 +37,10 @@ def test_a_marketing_message_arrives_with_a_stable_message_id_and_one_click_unsu
     # multipart/alternative: the text part derived from the HTML
     assert msg.get_content_type() == "multipart/alternative"
     text, html = msg.get_body(("plain",)).get_content(), msg.get_body(("html",)).get_content()
-    assert text.replace("\r\n", "\n").strip() == "Hi Ada\n\nEverything is 20% off." and "<b>20%</b>" in html
+    # ... and the footer linking to the preference page (crmkit_email.preferences)
+    assert text.replace("\r\n", "\n").strip().startswith(
+        "Hi Ada\n\nEverything is 20% off.\n\nManage your e-mail preferences (https://crm.shop.example/email/preferences/")
+    assert "<b>20%</b>" in html
     # RFC 2369 + RFC 8058
     uris = [u.strip().strip("<>") for u in msg["List-Unsubscribe"].split(",")]
     assert uris[0].startswith("mailto:unsubscribe@shop.example?subject=unsubscribe%20")
@@ -203,7 +206,8 @@ def test_non_ascii_subject_sender_name_and_body_arrive_intact(email_crm, sink, s
     msg = parsed(sink.deliveries[0])
     assert msg["Subject"] == "Grüße, Zoë — 20 % Rabatt auf alles, nur diese Woche im Laden"
     assert msg["From"] == "Zoë's Boutique <news@shop.example>"
-    assert msg.get_content().replace("\r\n", "\n").strip() == "Liebe Zoë, schöne Grüße!"
+    body, footer = msg.get_content().replace("\r\n", "\n").split("\n\n--\n")
+    assert body.strip() == "Liebe Zoë, schöne Grüße!" and footer.startswith("Manage your e-mail preferences: https://")
 
 
 def test_the_check_command_connects_and_names_the_problem(email_crm, sink):

@@ -47,9 +47,9 @@ def crmkit_register_commands(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def crmkit_register_routes(register: Callable[[Any], None]) -> None:
-    from crmkit_email.routes import unsubscribe_routes
+    from crmkit_email.routes import preference_routes, tracking_routes, unsubscribe_routes
 
-    for route in unsubscribe_routes():
+    for route in [*unsubscribe_routes(), *tracking_routes(), *preference_routes()]:
         register(route)
 
 
