@@ -26,6 +26,7 @@ from crmkit_email import bounces, mime
 from crmkit_email.settings import EmailSettings
 from crmkit_email.smtp import SmtpSender
 from crmkit_email.throttle import DomainThrottle
+from crmkit_email.tracking import decorate
 from crmkit_email.unsubscribe import make_token
 
 if TYPE_CHECKING:
@@ -102,10 +103,12 @@ class EmailChannel:
             if not any(uri.startswith(("https://", "http://")) for uri in unsubscribe):
                 raise ValueError("non-transactional e-mail needs a one-click unsubscribe link: set public_url and "
                                  "unsubscribe_secret in [plugins.email] (RFC 8058), then requeue the message")
+        # crmkit_email.tracking: open pixel and click links (tracked purposes), preference-page footer.
+        text, html = decorate(settings, message, None if html is not None else body, html, marketing=bool(unsubscribe))
         return mime.build(
             message_id=mime.message_id_for(message.id, settings.id_domain), from_address=settings.from_address,
             from_name=settings.from_name, reply_to=settings.reply_to, to=message.to, subject=message.subject,
-            text=None if html is not None else body, html=html,
+            text=text, html=html,
             list_unsubscribe=unsubscribe, one_click=bool(unsubscribe),
         )
 
