@@ -141,8 +141,8 @@ def test_organizations_campaigns_users_and_teams(api, crm):
     # Teams have no version: created and deleted, never edited (no PATCH is routed).
     assert error_of(api.patch(f"/teams/{team['id']}", json={"name": "x"}), 405)["code"] == "method_not_allowed"
     assert "etag" not in api.get(f"/teams/{team['id']}").headers
-    # A second team of one name conflicts with the unique constraint: 409, not a server error.
-    assert error_of(api.post("/teams", json={"name": "Sales"}), 409)["code"] == "conflict"
+    # A second team of one name (ignoring case) is refused naming the field, like a taken e-mail.
+    assert issues_of(api.post("/teams", json={"name": "sales"})) == {"name": "duplicate"}
     assert api.delete(f"/teams/{team['id']}").status_code == 204
     assert crm.users.get(user.json()["id"]).team_id is None
 
