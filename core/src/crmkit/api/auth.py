@@ -3,8 +3,11 @@
 Every request but the documentation's carries an API key; a missing, malformed, unknown,
 expired or revoked key is a 401. What a key may do is decided in one place, :func:`authorize`:
 endpoints on a collection call it with the action and the family, endpoints on one record call
-it with the record too (through :func:`crmkit.api.resources.Resource.load`), so record-level
-rules — an agent sees only its own and its team's records — are added there and nowhere else.
+it with the record too (through :func:`crmkit.api.resources.Resource.load`), and it applies
+the scopes (:mod:`crmkit.api.roles`) and then the record-level rules
+(:class:`crmkit.api.visibility.Access`: agents, managers and read-only keys reach only their
+user's and their team's records). Lists apply the same rules as a query condition
+(``Access.condition``), writes through ``Access.check_write``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 
 from crmkit.api.errors import ApiError
 from crmkit.api.keys import ApiKey, ApiKeys
+from crmkit.api.visibility import Access
 
 if TYPE_CHECKING:
     from litestar import Request
@@ -37,7 +41,8 @@ def unauthorized(reason: str) -> ApiError:
 
 
 class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
-    """Resolves the bearer key to its :class:`ApiKey` (``request.user``). Never logs the key."""
+    """Resolves the bearer key to its :class:`ApiKey` (``request.user``) and what it may reach
+    (:class:`Access`, ``request.auth``). Never logs the key."""
 
     def __init__(self, app: Any, keys: ApiKeys, **kwargs: Any):
         super().__init__(app, exclude_from_auth_key=PUBLIC, **kwargs)
@@ -50,7 +55,7 @@ class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
         key, reason = await anyio.to_thread.run_sync(self.keys.authenticate, token.strip())
         if key is None:
             raise unauthorized(reason)
-        return AuthenticationResult(user=key, auth=None)
+        return AuthenticationResult(user=key, auth=Access(self.keys.crm, key))
 
 
 def authentication(keys: ApiKeys) -> DefineMiddleware:
@@ -65,23 +70,38 @@ def principal(request: Request[Any, Any, Any]) -> ApiKey:
     return key
 
 
-def authorize(key: ApiKey, action: str, family: str, record: Any = None) -> None:
-    """Refuse (403) unless ``key`` may ``action`` (``read``/``write``) records of ``family``.
+def caller(request: Request[Any, Any, Any]) -> Access:
+    """What the request's key may reach (records and fields); see :mod:`crmkit.api.visibility`."""
+    access = request.scope.get("auth")
+    if not isinstance(access, Access):
+        raise unauthorized("missing")
+    return access
 
-    ``record`` is the record an endpoint acts on, when there is one. Record-level rules go
-    here. Not implemented yet: agents limited to records they own (``owner_id`` /
-    ``assignee_id`` equal to the key's ``user_id``) and their team's (owners whose ``team_id``
-    is the key user's team); lists would need the same rule as a query condition
-    (:func:`crmkit.api.pagination.fetch_page` takes ``conditions``).
+
+def authorize(who: Access | ApiKey, action: str, family: str, record: Any = None) -> None:
+    """Refuse unless the caller may ``action`` (``read``/``write``) records of ``family`` —
+    a 403 naming the missing scope — and, given the ``record`` an endpoint acts on, unless that
+    record is within the caller's reach: a 404, exactly like a record that does not exist, so
+    a key cannot learn what it may not see.
+
+    ``who`` is the request's :class:`Access` (:func:`caller`); a bare :class:`ApiKey` is
+    enough for the scope check alone.
     """
+    key = who.key if isinstance(who, Access) else who
     scope = f"{family}:{action}"
     if scope not in key.granted:
         raise ApiError(403, "forbidden", f"this API key (role {key.role.value}) does not have the scope {scope}")
+    if record is not None:
+        if not isinstance(who, Access):
+            raise TypeError("checking a record needs the request's Access (crmkit.api.auth.caller(request)), not a bare key")
+        who.check_record(family, record)
 
 
-def require(request: Request[Any, Any, Any], scope: str) -> ApiKey:
-    """For plugin routes: the request's key, if it holds ``scope`` (``family:action``)."""
+def require(request: Request[Any, Any, Any], scope: str, *, record: Any = None) -> ApiKey:
+    """For plugin routes: the request's key, if it holds ``scope`` (``family:action``) and,
+    given a ``record`` (a contact, deal … the route acts on), if that record is within the
+    key's reach (404 otherwise, like a missing record). For lists, filter with
+    ``caller(request).condition(family)`` and leave out ``caller(request).hidden(family)``."""
     family, _, action = scope.partition(":")
-    key = principal(request)
-    authorize(key, action, family)
-    return key
+    authorize(caller(request), action, family, record)
+    return principal(request)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from litestar.handlers import HTTPRouteHandler
 
 from crmkit import domain
+from crmkit.api.errors import ApiError
 from crmkit.api.pagination import Listing
 from crmkit.api.records import STRING, enum_filter, fields_of, service_resource
 from crmkit.api.resources import Api, Call, Resource, Written, action_route, collection_routes
@@ -41,6 +42,9 @@ def log_activity(call: Call, data: dict[str, Any]) -> Written:
     if external_id is not None:
         with call.crm.read() as uow:
             known = uow.activities.first(uow.activities.where(channel=channel, external_id=external_id))
+        if known is not None and not call.access.can_see("activities", known.id):
+            # Answering with the first activity would show a record outside the key's reach.
+            raise ApiError(409, "conflict", "this channel's external_id was logged before, on a record outside this key's reach")
     activity = call.crm.activities.log(data, actor=call.actor)
     return Written(activity, 200 if known is not None and known.id == activity.id else 201)
 

@@ -24,8 +24,9 @@ SECURITY_SCHEME = "apiKey"
 ERRORS: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "A query parameter, a header or the body could not be read (the issues name which)."),
     401: ("Unauthorized", "No API key, or one that is invalid, expired or revoked."),
-    403: ("Forbidden", "The API key's role or scopes do not allow this."),
-    404: ("NotFound", "No record has this id."),
+    403: ("Forbidden", "The API key's role or scopes do not allow this, or the body writes a field or an owner beyond its reach "
+                       "(the issues name which)."),
+    404: ("NotFound", "No record has this id that this API key may see (records outside its reach are not found)."),
     409: ("Conflict", "The record changed while it was written, or a request with this Idempotency-Key is still running."),
     412: ("PreconditionFailed", "If-Match names a version the record is no longer at."),
     422: ("Unprocessable", "The body was rejected: every issue names its field. Also: an Idempotency-Key reused for another request."),

@@ -3,6 +3,11 @@
 New contacts go through the intake pipeline (``crm.intake.submit(data, source="api")``) like an
 import row or a web form, so they are matched against existing contacts and house plugins see
 them; every other write calls the record's service, as the CLI does.
+
+A key limited to its team (:mod:`crmkit.api.visibility`) may not reach a contact through the
+intake's matching either: a new contact that matches one outside its reach is refused (409)
+rather than merged into it, and a contact it creates is its user's unless the body names an
+owner.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 from litestar.handlers import HTTPRouteHandler
 
 from crmkit import domain
+from crmkit.api.errors import ApiError
 from crmkit.api.pagination import Listing
 from crmkit.api.resources import Api, Call, Resource, Written, collection_routes
 from crmkit.api.schemas import entity_bodies, record_schema, value_schema
+from crmkit.errors import ValidationFailed
 from crmkit.intake import OnDuplicate
 
 if TYPE_CHECKING:
@@ -47,10 +54,35 @@ def fields_of(specs: list[Any]) -> list[tuple[str, bool]]:
 
 
 def create_contact(call: Call, data: dict[str, Any]) -> Written:
-    result = call.crm.intake.submit(data, source="api", on_duplicate=call.query.get("on_duplicate", OnDuplicate.UPDATE.value),
-                                    actor=call.actor)
+    on_duplicate = call.query.get("on_duplicate", OnDuplicate.UPDATE.value)
+    data = admit_contact(call, data, OnDuplicate(on_duplicate))
+    result = call.crm.intake.submit(data, source="api", on_duplicate=on_duplicate, actor=call.actor)
     outcome = result.record.outcome or "created"
     return Written(result.contact, 201 if outcome == "created" else 200, {"X-Intake-Outcome": outcome})
+
+
+def admit_contact(call: Call, data: dict[str, Any], on_duplicate: OnDuplicate) -> dict[str, Any]:
+    """``data`` as the intake may take it from this caller. For a key limited to its team, the
+    pipeline first runs without writing (``dry_run``) to see what the record would match: a
+    match outside the key's reach is a 409 (updating or skipping it would write to, or reveal,
+    a record the key may not see; the message does not say whose), and a record that matches
+    nothing is owned by the key's user unless it names an owner. Unrestricted keys skip this."""
+    access = call.access
+    if access.unrestricted:
+        return data
+    match_id = None
+    if on_duplicate != OnDuplicate.CREATE:
+        trial = call.crm.intake.record(data, source="api", on_duplicate=on_duplicate)
+        for record in call.crm.intake.submit_many([trial], dry_run=True):
+            if record.rejected:
+                raise ValidationFailed(record.issues)
+            match_id = record.match_id
+    if match_id is None:
+        return access.with_default_owner("contacts", data)
+    if not access.can_see("contacts", match_id):
+        raise ApiError(409, "conflict", "this contact matches an existing contact outside this key's reach (by e-mail, phone, "
+                                        "account number or external id); ask its owner or an admin, or send on_duplicate=create")
+    return data
 
 
 def service_resource(crm: CRM, service: str, *, label: str, tag: str, listing: Listing,
@@ -75,7 +107,7 @@ def contacts(crm: CRM) -> Resource:
         listing=Listing(filters={"email": STRING, "phone": STRING, "account_number": STRING,
                                  "lifecycle_stage": enum_filter(domain.LifecycleStage), "owner_id": STRING,
                                  "organization_id": STRING}, sorts=("lifecycle_stage",)),
-        create=create_contact,
+        create=create_contact, owned_on_create=False,
         create_found="The contact matched an existing one, which was updated or left as it was (see X-Intake-Outcome).",
         create_headers=("X-Intake-Outcome",),
         create_query={"on_duplicate": {

@@ -4,8 +4,10 @@ A :class:`Resource` says how to read one kind of record (its repository), how to
 (functions calling the same services as the CLI), and its schemas. :func:`collection_routes`
 turns it into ``GET /<name>``, ``POST /<name>``, ``GET/PATCH/DELETE /<name>/{id}`` — whichever
 the resource supports — with the API's conventions applied in one place: authentication and
-:func:`~crmkit.api.auth.authorize`, strict bodies, idempotent POSTs, ETags and ``If-Match``,
-cursor pages and sparse fields.
+:func:`~crmkit.api.auth.authorize`, record- and field-level rules
+(:class:`~crmkit.api.visibility.Access`: lists filtered in SQL, records outside reach 404,
+writes checked, hidden fields left out), strict bodies, idempotent POSTs, ETags and
+``If-Match``, cursor pages and sparse fields.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody
 
 from crmkit.api import openapi as doc
-from crmkit.api.auth import authorize, principal
+from crmkit.api.auth import authorize, caller
 from crmkit.api.concurrency import etag_headers, expected_version
 from crmkit.api.idempotency import IdempotencyStore, guarded, request_hash
 from crmkit.api.keys import ApiKey
 from crmkit.api.pagination import Listing, fetch_page, parse_fields, parse_page_request, project, read_query
 from crmkit.api.schemas import BodySchema, JsonSchema, page_schema
+from crmkit.api.visibility import Access
 from crmkit.errors import NotFound
 from crmkit.serialize import to_jsonable
 
@@ -39,11 +42,15 @@ MAX_ID_LENGTH = 64
 
 @attrs.frozen
 class Call:
-    """What a resource's write functions get: the CRM, the caller and the query."""
+    """What a resource's write functions get: the CRM, what the caller may reach and the query."""
 
     crm: CRM
-    key: ApiKey
+    access: Access
     query: Mapping[str, str] = attrs.field(factory=dict)
+
+    @property
+    def key(self) -> ApiKey:
+        return self.access.key
 
     @property
     def actor(self) -> str | None:
@@ -99,6 +106,10 @@ class Resource:
     delete: Deleter | None = None
     #: Completes listed rows before they are serialised (a pipeline's stages).
     decorate: Callable[[CRM, list[Any]], list[Any]] = lambda crm, rows: rows
+    #: A new record is owned by the caller's user unless the body names an owner (see
+    #: ``Access.with_default_owner``); False when ``create`` decides itself (contacts: a
+    #: record matching an existing contact must not take it over).
+    owned_on_create: bool = True
 
     @property
     def fields(self) -> list[str]:
@@ -112,27 +123,39 @@ class Resource:
         with crm.read() as uow:
             return self.repository(uow).find(ident)
 
-    def load(self, crm: CRM, key: ApiKey, ident: str, action: str) -> Any:
-        """The record ``ident`` if ``key`` may ``action`` it: every endpoint taking an id
-        comes through here, so a record-level rule in ``authorize`` covers them all."""
-        authorize(key, action, self.family)
+    def load(self, crm: CRM, who: Access | ApiKey, ident: str, action: str) -> Any:
+        """The record ``ident`` if the caller may ``action`` it: every endpoint taking an id
+        comes through here, so the scope and record-level rules in ``authorize`` cover them
+        all. A record outside the caller's reach is a 404, like a missing one."""
+        access = who if isinstance(who, Access) else Access(crm, who)
+        authorize(access, action, self.family)
         entity = self.find(crm, ident)
         if entity is None:
             raise NotFound(self.label, ident)
-        authorize(key, action, self.family, entity)
+        authorize(access, action, self.family, entity)
         return entity
 
-    def page(self, crm: CRM, params: Any) -> dict[str, Any]:
-        page = parse_page_request(params, self.listing, self.fields)
-        rows, next_cursor = fetch_page(crm, self.repository, page)
-        return {"data": [project(self.serialize(row), page.fields) for row in self.decorate(crm, rows)], "next_cursor": next_cursor}
+    def present(self, access: Access, entity: Any) -> dict[str, Any]:
+        """A record as ``access`` may see it (fields it may not see left out)."""
+        return access.hide(self.family, self.serialize(entity))
 
-    def written(self, crm: CRM, entity: Any, status: int = 200, headers: Mapping[str, str] | None = None,
+    def page(self, access: Access, params: Any) -> dict[str, Any]:
+        """One page of the records ``access`` may see (the rule is a condition of the query,
+        so pages are full and cursors walk only visible rows)."""
+        page = parse_page_request(params, self.listing, self.fields)
+        access.check_filters(self.family, page.filters)
+        condition = access.condition(self.family)
+        rows, next_cursor = fetch_page(access.crm, self.repository, page, [] if condition is None else [condition])
+        data = [project(self.present(access, row), page.fields) for row in self.decorate(access.crm, rows)]
+        return {"data": data, "next_cursor": next_cursor}
+
+    def written(self, access: Access, entity: Any, status: int = 200, headers: Mapping[str, str] | None = None,
                 extra: Mapping[str, Any] | None = None) -> Response[Any]:
         """The response to a write: the record as stored (read back, so it looks exactly like
         a later GET — times in UTC, amounts as kept), with its ETag."""
-        entity = self.find(crm, entity.id) or entity
-        return Response({**self.serialize(entity), **(extra or {})}, status_code=status, headers={**etag_headers(entity), **(headers or {})})
+        entity = self.find(access.crm, entity.id) or entity
+        return Response({**self.present(access, entity), **(extra or {})}, status_code=status,
+                        headers={**etag_headers(entity), **(headers or {})})
 
 
 class Api:
@@ -145,7 +168,7 @@ class Api:
     def post(self, request: Request[Any, Any, Any], body: Any, produce: Callable[[], Response[Any]]) -> Response[Any]:
         """Answer a POST through the idempotency store (errors become error responses first,
         so a retry gets the same error)."""
-        key = principal(request)
+        key = caller(request).key
         fingerprint = request_hash(request.method, request.url.path, request.url.query or "", body)
         return self.idempotency.run(request.headers.get("idempotency-key"), key.id, fingerprint, guarded(produce))
 
@@ -172,8 +195,9 @@ def collection_routes(resource: Resource, api: Api) -> list[HTTPRouteHandler]:
                     *(doc.query_parameter(name, schema, f"Only {r.name} whose {name} equals this.") for name, schema in r.listing.filters.items())],
     ))
     def list_records(request: Request[Any, Any, Any]) -> Response[Any]:
-        authorize(principal(request), "read", r.family)
-        return Response(r.page(crm, request.query_params))
+        access = caller(request)
+        authorize(access, "read", r.family)
+        return Response(r.page(access, request.query_params))
 
     handlers.append(list_records)
 
@@ -189,13 +213,17 @@ def collection_routes(resource: Resource, api: Api) -> list[HTTPRouteHandler]:
                         *(doc.query_parameter(name, schema, schema.get("description", "")) for name, schema in r.create_query.items())],
         ))
         def create_record(request: Request[Any, Any, Any], data: JSONBody[dict[str, Any]]) -> Response[Any]:
-            key = principal(request)
-            authorize(key, "write", r.family)
+            access = caller(request)
+            authorize(access, "write", r.family)
 
             def produce() -> Response[Any]:
                 query = read_query(request.query_params, r.create_query)
-                written = create(Call(crm, key, query), body.check(data))
-                return r.written(crm, written.entity, written.status, {"Location": f"{base}/{written.entity.id}", **written.headers},
+                clean = body.check(data)
+                access.check_write(r.family, clean)
+                if r.owned_on_create:
+                    clean = access.with_default_owner(r.family, clean)
+                written = create(Call(crm, access, query), clean)
+                return r.written(access, written.entity, written.status, {"Location": f"{base}/{written.entity.id}", **written.headers},
                                  written.extra)
 
             return api.post(request, data, produce)
@@ -209,8 +237,9 @@ def collection_routes(resource: Resource, api: Api) -> list[HTTPRouteHandler]:
     def get_record(request: Request[Any, Any, Any], id: FromPath[str]) -> Response[Any]:  # noqa: A002 - the path's name
         read_query(request.query_params, {"fields": {}})
         fields = parse_fields(request.query_params, r.fields)
-        entity = r.load(crm, principal(request), id, "read")
-        return Response(project(r.serialize(entity), fields), headers=etag_headers(entity))
+        access = caller(request)
+        entity = r.load(crm, access, id, "read")
+        return Response(project(r.present(access, entity), fields), headers=etag_headers(entity))
 
     handlers.append(get_record)
 
@@ -224,11 +253,13 @@ def collection_routes(resource: Resource, api: Api) -> list[HTTPRouteHandler]:
             description="Fields not named are left as they are; null clears a field.",
         ))
         def update_record(request: Request[Any, Any, Any], id: FromPath[str], data: JSONBody[dict[str, Any]]) -> Response[Any]:  # noqa: A002
-            key = principal(request)
+            access = caller(request)
             read_query(request.query_params, {})
-            entity = r.load(crm, key, id, "write")
+            entity = r.load(crm, access, id, "write")
             version = expected_version(request.headers, entity)
-            return r.written(crm, update(Call(crm, key), entity.id, update_body.check(data), version))
+            changes = update_body.check(data)
+            access.check_write(r.family, changes)
+            return r.written(access, update(Call(crm, access), entity.id, changes, version))
 
         handlers.append(update_record)
 
@@ -240,10 +271,10 @@ def collection_routes(resource: Resource, api: Api) -> list[HTTPRouteHandler]:
             parameters=[doc.ref("parameters", "IfMatch")],
         ))
         def delete_record(request: Request[Any, Any, Any], id: FromPath[str]) -> None:  # noqa: A002
-            key = principal(request)
+            access = caller(request)
             read_query(request.query_params, {})
-            entity = r.load(crm, key, id, "write")
-            remove(Call(crm, key), entity.id, expected_version(request.headers, entity))
+            entity = r.load(crm, access, id, "write")
+            remove(Call(crm, access), entity.id, expected_version(request.headers, entity))
 
         handlers.append(delete_record)
     return handlers
@@ -267,13 +298,13 @@ def action_route(
     schema = body.schema if body is not None else None
 
     def respond(request: Request[Any, Any, Any], ident: str, data: dict[str, Any] | None) -> Response[Any]:
-        key = principal(request)
-        entity = r.load(crm, key, ident, "write")
+        access = caller(request)
+        entity = r.load(crm, access, ident, "write")
 
         def produce() -> Response[Any]:
             read_query(request.query_params, {})
             clean = body.check(data) if body is not None else None
-            return r.written(crm, run(Call(crm, key), entity, clean, expected_version(request.headers, entity)))
+            return r.written(access, run(Call(crm, access), entity, clean, expected_version(request.headers, entity)))
 
         return api.post(request, data, produce)
 
@@ -308,7 +339,7 @@ def sub_collection_route(resource: Resource, api: Api, name: str, items: Callabl
              "properties": {"data": {"type": "array", "items": item_schema}}})}))
     def list_items(request: Request[Any, Any, Any], id: FromPath[str]) -> Response[Any]:  # noqa: A002
         read_query(request.query_params, {})
-        entity = r.load(crm, principal(request), id, "read")
+        entity = r.load(crm, caller(request), id, "read")
         return Response({"data": to_jsonable(items(crm, entity))})
 
     return list_items

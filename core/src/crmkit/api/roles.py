@@ -1,8 +1,11 @@
 """What each API key role may do, as scopes ``<family>:<read|write>``.
 
-A family is a group of endpoints (``contacts`` covers ``/contacts/...``). Roles map to fixed
+A family is a group of endpoints (``contacts`` covers ``/contacts/...``), except
+``personal_data``, which grants the sensitive fields of contacts (birth date, phone, address:
+see :mod:`crmkit.api.visibility`) wherever contacts are read or written. Roles map to fixed
 scope sets; an ``integration`` key holds exactly the scopes it was created with, so a web-form
-connector can be given ``contacts:write`` and nothing else.
+connector can be given ``contacts:write`` and nothing else. Which *records* a key reaches is
+decided by :mod:`crmkit.api.visibility`, not by scopes.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from crmkit.domain.values import IssueCollector, parse_enum
 
 FAMILIES = (
     "contacts", "organizations", "pipelines", "deals", "activities", "tasks", "campaigns", "consents",
-    "custom_fields", "users", "teams", "api_keys",
+    "custom_fields", "users", "teams", "api_keys", "personal_data",
 )
 ACTIONS = ("read", "write")
 ALL_SCOPES = frozenset(f"{family}:{action}" for family in FAMILIES for action in ACTIONS)
@@ -22,14 +25,16 @@ ALL_SCOPES = frozenset(f"{family}:{action}" for family in FAMILIES for action in
 #: Families that configure the CRM rather than hold its records.
 _ADMINISTRATION = frozenset({"custom_fields", "users", "teams", "api_keys"})
 #: What agents work on every day.
-_AGENT_WRITES = frozenset({"contacts", "organizations", "deals", "activities", "tasks", "consents"})
+_AGENT_WRITES = frozenset({"contacts", "organizations", "deals", "activities", "tasks", "consents", "personal_data"})
 _READS = frozenset(f"{family}:read" for family in FAMILIES if family != "api_keys")
+#: A read-only seat looks records up; it does not need people's birth dates, phones or addresses.
+_READ_ONLY = _READS - {"personal_data:read"}
 
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
     Role.ADMIN: ALL_SCOPES,
     Role.MANAGER: _READS | {f"{family}:write" for family in FAMILIES if family not in _ADMINISTRATION},
     Role.AGENT: _READS | {f"{family}:write" for family in _AGENT_WRITES},
-    Role.READ_ONLY: _READS,
+    Role.READ_ONLY: _READ_ONLY,
     Role.INTEGRATION: frozenset(),  # only the scopes the key was given
 }
 
