@@ -221,8 +221,10 @@ class MessageService:
         missing = sorted(name for name in uses if context.get(name) is None)
         if missing:
             raise ValidationFailed([FieldIssue(f"{name}_id", "required", f"the message uses {{{{ {name} }}}}: give {name}_id") for name in missing])
+        html = channel.capabilities.html and templates.looks_like_html(sources["body"] or "")
         if channel.capabilities.templates:
-            rendered = {field: templates.render(src, context, field) if src is not None else None for field, src in sources.items()}
+            rendered = {field: templates.render(src, context, field, html=html and field == "body") if src is not None else None
+                        for field, src in sources.items()}
         else:
             rendered = dict(sources)
         limit = channel.capabilities.max_length
@@ -232,13 +234,14 @@ class MessageService:
             "id": new_id(), "idempotency_key": key, "channel": channel.name, "contact_id": contact_id, "deal_id": deal_id,
             "campaign_id": campaign_id, "template": template, "purpose": purpose, "address": address,
             "subject": rendered["subject"] if channel.capabilities.subject else None, "body": rendered["body"],
-            "status": "queued", "attempts": 0, "next_attempt_at": None, "last_error": None, "veto_reason": None,
+            "html": html, "status": "queued", "attempts": 0, "ambiguous": 0, "next_attempt_at": None, "last_error": None, "veto_reason": None,
             "provider_message_id": None, "created_at": now, "updated_at": now, "sent_at": None,
         }
 
     def outbound(self, row: Any, attempt: int) -> OutboundMessage:
         return OutboundMessage(id=row.id, channel=row.channel, contact_id=row.contact_id, to=row.address, body=row.body,
-                               subject=row.subject, purpose=row.purpose, idempotency_key=row.idempotency_key, attempt=attempt)
+                               subject=row.subject, purpose=row.purpose, idempotency_key=row.idempotency_key, attempt=attempt,
+                               html=row.html)
 
     def drain(self, limit: int | None = None, now: datetime | None = None) -> SendReport:
         """Send every due message (``crmkit messages drain``; safe to run in many processes)."""

@@ -4,12 +4,21 @@ A channel is any object with a ``name``, ``capabilities`` and the methods of :cl
 crmkit never subclasses or wraps it. ``send`` is called outside any database transaction, at
 least once per message (after a crash it may be called again for the same message: providers
 that support it should pass ``message.idempotency_key`` on so the recipient gets one copy).
+
+Exactly once, as far as the wire allows: a provider whose protocol has a last, irrevocable step
+(SMTP's final ``.`` after DATA) calls ``message.hand_over()`` right before it. crmkit then
+records, durably, that the message is being handed over. A crash before that point leaves a
+message that certainly did not leave (the server discards a transaction without its final
+step), so it is resent freely; a crash after it leaves a message whose fate is unknown, which
+is resent too but counted in the message's ``ambiguous`` column (the recipient may hold two
+copies, recognisable by their identical Message-ID). When ``hand_over()`` returns False
+another worker took the message over: the provider must abandon the send.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -27,6 +36,14 @@ class Capabilities:
     subject: bool = False  # the channel carries a subject line (e-mail)
     templates: bool = True  # crmkit may render templates for it (False: raw bodies only)
     delivery_receipts: bool = False  # the provider reports delivery through parse_callback
+    #: The channel carries HTML bodies (e-mail). A body template that looks like HTML is then
+    #: rendered with autoescaping, and the message is marked ``html``; on other channels every
+    #: body is text.
+    html: bool = False
+
+
+def _proceed() -> bool:
+    return True
 
 
 @attrs.frozen(kw_only=True)
@@ -42,18 +59,28 @@ class OutboundMessage:
     idempotency_key: str
     subject: str | None = None
     attempt: int = 1
+    #: The body is HTML (rendered with autoescaping); False: plain text; None: not recorded
+    #: (messages queued before crmkit recorded it), the provider may guess.
+    html: bool | None = False
+    #: Call right before the irrevocable step of the hand-over (see the module docstring);
+    #: returns False when the provider must abandon the send.
+    hand_over: Callable[[], bool] = attrs.field(default=_proceed, eq=False, repr=False)
 
 
 class SendStatus(enum.StrEnum):
     SENT = "sent"
     TRANSIENT = "transient"  # try again later (timeouts, rate limits, 5xx)
     PERMANENT = "permanent"  # never retry (invalid address, rejected content)
+    #: The message was handed over but the answer never came (connection lost after SMTP's
+    #: final "."): it may have arrived. Retried like a transient failure and counted as ambiguous.
+    UNKNOWN = "unknown"
 
 
 @attrs.frozen
 class SendResult:
-    """The outcome of :meth:`Channel.send`: a provider message id, or a failure that is either
-    transient (retried with backoff) or permanent (dead-lettered at once)."""
+    """The outcome of :meth:`Channel.send`: a provider message id, or a failure that is
+    transient (retried with backoff), permanent (dead-lettered at once) or of unknown outcome
+    (retried, and the message counted as ambiguous)."""
 
     status: SendStatus
     provider_message_id: str | None = None
@@ -70,6 +97,10 @@ class SendResult:
     @classmethod
     def permanent(cls, error: str) -> SendResult:
         return cls(SendStatus.PERMANENT, error=error)
+
+    @classmethod
+    def unknown(cls, error: str) -> SendResult:
+        return cls(SendStatus.UNKNOWN, error=error)
 
 
 class ReceiptStatus(enum.StrEnum):

@@ -40,8 +40,13 @@ def define_tables(md: sa.MetaData) -> list[sa.Table]:
         sa.Column("address", sa.String(320), nullable=False),
         sa.Column("subject", sa.Text),
         sa.Column("body", sa.Text, nullable=False),
+        # True: an HTML body (rendered with autoescaping); NULL on rows from before ch0002.
+        sa.Column("html", sa.Boolean),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
+        # Attempts whose outcome is unknown: handed over (SMTP's final ".") but never recorded
+        # as accepted or refused. The recipient may have that many extra copies.
+        sa.Column("ambiguous", sa.Integer, nullable=False, server_default="0"),
         sa.Column("next_attempt_at", UTCDateTime()),
         sa.Column("last_error", sa.Text),
         sa.Column("veto_reason", sa.Text),

@@ -8,6 +8,13 @@ variables with :func:`jinja2.meta.find_undeclared_variables` (only ``contact``, 
 ``campaign`` exist) and renders it against a sample context with every field of those entities
 (and the CRM's custom fields) filled in, so ``{{ contact.frist_name }}`` is an error when the
 template is saved, not when the message is sent.
+
+HTML bodies (on a channel that carries HTML, when the template source looks like HTML) render
+with autoescaping on, so data cannot inject markup: a contact named ``<script>`` prints as
+``&lt;script&gt;``. Text bodies and subjects render with autoescaping off — escaping there would
+print ``O&#39;Brien``. The decision is taken on the *template*, never on the rendered text, and
+travels with the message (``html``), so a name that looks like a tag cannot turn a text message
+into HTML either.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Any
+
+import re
 
 import attrs
 import jinja2
@@ -31,10 +40,19 @@ from crmkit.errors import FieldIssue, ValidationFailed
 CONTEXT_ENTITIES: dict[str, type] = {"contact": domain.Contact, "deal": domain.Deal, "campaign": domain.Campaign}
 
 
-def environment() -> SandboxedEnvironment:
+_HTML = re.compile(r"<\s*(html|body|p|div|br|table|a|span|h[1-6]|ul|ol|strong|em|b|i|img)\b", re.IGNORECASE)
+
+
+def looks_like_html(source: str) -> bool:
+    """Whether a body template (or, for messages from before crmkit recorded it, a body) is HTML."""
+    return bool(_HTML.search(source))
+
+
+def environment(*, html: bool = False) -> SandboxedEnvironment:
+    """The sandbox; ``html`` turns autoescaping on (HTML bodies), off for text and subjects."""
     # None renders as "" so an empty optional field (a missing last name) does not print "None";
     # a *missing* field is still an error thanks to StrictUndefined.
-    return SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, finalize=lambda v: "" if v is None else v)
+    return SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=html, finalize=lambda v: "" if v is None else v)
 
 
 def entity_context(entity: object | None) -> dict[str, Any] | None:
@@ -88,13 +106,14 @@ class CheckedTemplate:
 def check(sources: Mapping[str, str | None], custom_fields: Iterable[CustomFieldDefinition] = ()) -> CheckedTemplate:
     """Validate template sources (``{"body": …, "subject": …}``), collecting every issue, each
     naming its field; raises :class:`ValidationFailed`."""
-    env, sample = environment(), sample_context(custom_fields)
+    sample = sample_context(custom_fields)
     issues: list[FieldIssue] = []
     uses: set[str] = set()
     checked: dict[str, str] = {}
     for field, source in sources.items():
         if source is None:
             continue
+        env = environment(html=field == "body" and looks_like_html(source))
         try:
             ast = env.parse(source)
         except jinja2.TemplateSyntaxError as exc:
@@ -123,11 +142,11 @@ def check(sources: Mapping[str, str | None], custom_fields: Iterable[CustomField
     return CheckedTemplate(checked, tuple(sorted(uses)))
 
 
-def render(source: str, context: Mapping[str, Any], field: str = "body") -> str:
-    """Render with real data; an error names the field (data can still surprise a checked
-    template, e.g. a custom field added to the sample later)."""
+def render(source: str, context: Mapping[str, Any], field: str = "body", *, html: bool = False) -> str:
+    """Render with real data (``html``: with autoescaping); an error names the field (data can
+    still surprise a checked template, e.g. a custom field added to the sample later)."""
     try:
-        return environment().from_string(source).render(context)
+        return environment(html=html).from_string(source).render(context)
     except SecurityError as exc:
         raise ValidationFailed.single(field, "unsafe_template", str(exc)) from None
     except jinja2.UndefinedError as exc:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 #: Suppression reasons that still let transactional messages through.
 SOFT_SUPPRESSIONS = frozenset({"unsubscribed"})
 #: Message states that count towards the frequency cap.
-COUNTED_STATUSES = ("queued", "retrying", "sent", "delivered")
+COUNTED_STATUSES = ("queued", "retrying", "handing_over", "sent", "delivered")
 
 
 @attrs.frozen

@@ -4,11 +4,14 @@ One instance per CRM (``crmkit_register_channels`` creates it; ``crmkit_startup`
 CRM's settings). It builds the message (:mod:`crmkit_email.mime`), waits for the recipient
 domain's throttle, and sends over a reused SMTP connection (:mod:`crmkit_email.smtp`).
 
-Exactly-once under crashes: SMTP has no two-phase commit, so a worker killed after the server
-accepted a message but before crmkit recorded it as sent leaves the message due, and after the
-lease another worker sends it again. That resend carries the same Message-ID (derived from the
-crmkit message id), so the copies are recognisable as one message; at most one such resend
-happens per crash, for the one message that was in flight.
+Exactly once, as far as SMTP allows: SMTP has no two-phase commit, but it has a last step — the
+"." that ends DATA; a server discards a transaction cut off before it. The sender calls
+``message.hand_over()`` right before writing that ".", and crmkit commits ``handing_over``
+first. A worker killed before that point leaves a message that certainly did not leave, and it
+is resent freely; a worker killed after it (or a connection lost while waiting for the 250)
+leaves one whose fate is unknown: it is resent too, with the same Message-ID (derived from the
+crmkit message id), and counted in the message's ``ambiguous`` column. The window is one round
+trip per kill, and every copy it can produce is counted.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from crmkit.channels import Capabilities, DeliveryReceipt, InboundMessage, OutboundMessage, SendResult
+from crmkit.channels.templates import looks_like_html
 from crmkit.errors import CRMError
 
 from crmkit_email import bounces, mime
@@ -38,7 +42,7 @@ NAME = "email"
 
 class EmailChannel:
     name = NAME
-    capabilities = Capabilities(max_length=None, subject=True, templates=True, delivery_receipts=True)
+    capabilities = Capabilities(max_length=None, subject=True, templates=True, delivery_receipts=True, html=True)
 
     def __init__(self, *, sleep: Callable[[float], None] = time.sleep):
         self.sleep = sleep
@@ -90,13 +94,17 @@ class EmailChannel:
             return SendResult.transient(f"throttled: {domain} is limited to {throttle.rate_for(domain):g} message(s) per second")
         if wait > 0:
             self.sleep(wait)
-        return sender.send(built, settings.sender, message.to)
+        return sender.send(built, settings.sender, message.to, hand_over=message.hand_over)
 
     def build(self, message: OutboundMessage) -> Any:
         """The RFC 5322 message for ``message`` (raises ValueError when it cannot be sent)."""
         settings = self.settings
         body = message.body
-        html = body if mime.looks_like_html(body) else None
+        # Whether the body is HTML was decided from the template when it was rendered (with
+        # autoescaping); guessing from the rendered text would let data that looks like a tag
+        # turn a text message into HTML. Only messages queued before that was recorded guess.
+        is_html = looks_like_html(body) if message.html is None else message.html
+        html = body if is_html else None
         unsubscribe: list[str] = []
         if message.purpose not in self._transactional:
             unsubscribe = self.unsubscribe_uris(message.id)

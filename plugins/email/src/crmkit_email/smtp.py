@@ -6,11 +6,23 @@ permanent (no such mailbox, content refused), 4xx is transient (greylisting, mai
 rate limits). Failures that are about the connection or our own account rather than the
 message — refused or dropped connections, timeouts, TLS, authentication — are transient
 whatever their code: the message is fine, and once the cause is fixed the retries deliver it.
+
+One transaction is smtplib's own commands — ``mail``, ``rcpt``, ``putcmd("data")`` /
+``getreply``, ``send`` — in the order :meth:`smtplib.SMTP.sendmail` uses, split at one point:
+the body goes out, then the caller's ``hand_over`` runs (crmkit commits "handing over"), and
+only then the final ``.`` that makes the server take the message. A process killed before the
+``.`` leaves a transaction the server discards; the only window in which a message can arrive
+without crmkit knowing is the one round trip between that ``.`` and the server's answer, and
+a connection lost there is reported as an unknown outcome, not as a plain transient failure.
 """
 
 from __future__ import annotations
 
+import copy
+import email.generator
+import io
 import logging
+import re
 import smtplib
 import ssl
 import threading
@@ -18,7 +30,7 @@ import time
 from collections.abc import Callable
 from email.message import Message
 
-from crmkit.channels import SendResult
+from crmkit.channels import SendResult, SendStatus
 
 from crmkit_email.settings import EmailSettings
 
@@ -118,36 +130,113 @@ class SmtpSender:
 
     # --- sending ----------------------------------------------------------------------
 
-    def send(self, msg: Message, sender: str, recipient: str) -> SendResult:
-        """One SMTP transaction; the result's provider id is the message's Message-ID."""
+    def send(self, msg: Message, sender: str, recipient: str, *, hand_over: Callable[[], bool] | None = None) -> SendResult:
+        """One SMTP transaction; the result's provider id is the message's Message-ID.
+
+        :param hand_over: called after the body is written and before the final ``.``; when it
+            returns False (or raises) the transaction is abandoned by dropping the connection,
+            which makes the server discard it.
+        """
         with self._lock:
             try:
                 conn = self._usable()
             except _ConnectionProblem as exc:
                 return SendResult.transient(str(exc))
             try:
-                refused = conn.send_message(msg, from_addr=sender, to_addrs=[recipient])
-            except smtplib.SMTPRecipientsRefused as exc:
-                code, reply = exc.recipients.get(recipient, (None, b""))
-                return _by_code(code, f"recipient {recipient} refused", reply)
-            except smtplib.SMTPSenderRefused as exc:
-                return _by_code(exc.smtp_code, f"sender {sender} refused", exc.smtp_error)
-            except smtplib.SMTPDataError as exc:
-                return _by_code(exc.smtp_code, "message refused", exc.smtp_error)
-            except smtplib.SMTPResponseException as exc:
-                self.close_unlocked()
-                return _by_code(exc.smtp_code, "server error", exc.smtp_error)
-            except (smtplib.SMTPException, OSError) as exc:
-                # Dropped connection or timeout mid-transaction: the server may or may not
-                # have taken the message; the retry carries the same Message-ID.
-                self.close_unlocked()
-                return SendResult.transient(f"{type(exc).__name__}: {exc}")
-            self._sent_on_conn += 1
-            self._last_used = self.clock()
-            if refused:  # only one recipient, so this cannot be partial; kept for safety
-                code, reply = refused[recipient]
-                return _by_code(code, f"recipient {recipient} refused", reply)
-            return SendResult.sent(str(msg["Message-ID"]))
+                result = self._transaction(conn, msg, sender, recipient, hand_over)
+            except BaseException:
+                self._drop()  # mid-transaction: only closing the socket leaves the server a clean state
+                raise
+            if result.status is SendStatus.SENT:
+                self._sent_on_conn += 1
+                self._last_used = self.clock()
+            return result
+
+    def _transaction(self, conn: smtplib.SMTP, msg: Message, sender: str, recipient: str,
+                     hand_over: Callable[[], bool] | None) -> SendResult:
+        try:
+            data, options = _flatten(conn, msg, sender, recipient)
+            code, reply = conn.mail(sender, options)
+            if code != 250:
+                return self._refused(code, f"sender {sender} refused", reply)
+            code, reply = conn.rcpt(recipient)
+            if code not in (250, 251):
+                return self._refused(code, f"recipient {recipient} refused", reply)
+            conn.putcmd("data")
+            code, reply = conn.getreply()
+            if code != 354:
+                return self._refused(code, "message refused", reply)
+            conn.send(_dot_stuffed(data))
+        except (smtplib.SMTPException, OSError) as exc:
+            # Nothing was handed over: the server drops the transaction with the connection.
+            self._drop()
+            return SendResult.transient(f"{type(exc).__name__}: {exc}")
+        if hand_over is not None and not hand_over():
+            self._drop()
+            return SendResult.transient("not sent: another worker took this message over")
+        try:
+            conn.send(b".\r\n")
+            code, reply = conn.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop()
+            return SendResult.unknown(f"no answer after the message was handed over (it may have arrived): {type(exc).__name__}: {exc}")
+        if code != 250:
+            return self._refused(code, "message refused", reply)
+        return SendResult.sent(str(msg["Message-ID"]))
+
+    def _refused(self, code: int, what: str, reply: bytes) -> SendResult:
+        """A refusal ends this transaction only: RSET keeps the connection for the next
+        message (421, the server closing, or a failed RSET drop it)."""
+        conn = self._conn
+        if code == 421 or conn is None:
+            self._drop()
+        else:
+            try:
+                conn.rset()
+            except (smtplib.SMTPException, OSError):
+                self._drop()
+        return _by_code(code, what, reply)
+
+    def _drop(self) -> None:
+        """Close the socket without QUIT (a QUIT written inside DATA would be message text)."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except OSError:
+                pass
+            self._conn = None
+
+
+def _flatten(conn: smtplib.SMTP, msg: Message, sender: str, recipient: str) -> tuple[bytes, list[str]]:
+    """The message's bytes and MAIL options, as :meth:`smtplib.SMTP.send_message` and
+    :meth:`~smtplib.SMTP.sendmail` make them (SMTPUTF8 for non-ASCII addresses, SIZE)."""
+    options: list[str] = []
+    msg_copy = copy.copy(msg)
+    del msg_copy["Bcc"]
+    del msg_copy["Resent-Bcc"]
+    with io.BytesIO() as out:
+        if not (sender + recipient).isascii():
+            if not conn.has_extn("smtputf8"):
+                raise smtplib.SMTPNotSupportedError("the address needs SMTPUTF8, which the server does not offer")
+            generator = email.generator.BytesGenerator(out, policy=msg.policy.clone(utf8=True))
+            options += ["SMTPUTF8", "BODY=8BITMIME"]
+        else:
+            generator = email.generator.BytesGenerator(out)
+        generator.flatten(msg_copy, linesep="\r\n")
+        data = out.getvalue()
+    if conn.does_esmtp and conn.has_extn("size"):
+        options.insert(0, f"size={len(data)}")
+    return data, options
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The DATA payload without its terminator: leading dots doubled (RFC 5321 4.5.2), as
+    :meth:`smtplib.SMTP.data` does, ending in CRLF so the ``.`` can follow on its own line."""
+    stuffed = _LEADING_DOT.sub(b"..", data)
+    return stuffed if stuffed.endswith(b"\r\n") else stuffed + b"\r\n"
 
 
 def _text(reply: bytes | str) -> str:
