@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,13 +27,19 @@ from crmkit_email.inbound import receive
 USER, PASSWORD = "crm@shop.example", "imap-pass-Wq8!z"
 
 
-@pytest.fixture(scope="module")
-def dovecot():
+def dovecot_binary() -> str:
+    """Dovecot, installed with apt-get if missing; skipped without it — failed under CI=true."""
     binary, reason = find_dovecot(install=True)
     if binary is None:
         if in_ci():
             pytest.fail(f"CI=true requires Dovecot for the IMAP tests; {reason}")
         pytest.skip(reason)
+    return binary
+
+
+@pytest.fixture(scope="module")
+def dovecot():
+    binary = dovecot_binary()
     with Dovecot(binary, {USER: PASSWORD, "other@shop.example": "other-pass-123"}) as server:
         yield server
 
@@ -195,3 +202,49 @@ def test_a_wrong_password_is_a_clear_error_that_does_not_leak_it(imap_crm, monke
     later = utcnow() + timedelta(minutes=2)  # the failed poll set the next one a minute away
     crm.plugins.call_each_safely("crmkit_worker_tick", crm=crm, now=later)
     assert "refused" in caplog.text and "wrong-Secret-42" not in caplog.text
+
+
+@pytest.fixture(scope="module")
+def tls_dovecot(tmp_path_factory):
+    """A second Dovecot, with a self-signed certificate for 127.0.0.1: STARTTLS and IMAPS."""
+    binary = dovecot_binary()
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    directory = tmp_path_factory.mktemp("imap-tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    with Dovecot(binary, {USER: PASSWORD}, tls=(cert, key)) as server:
+        yield server, cert
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+def test_imaps_and_starttls_verify_the_server_certificate(email_crm, tls_dovecot, monkeypatch, security):
+    server, cert = tls_dovecot
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", PASSWORD)
+    port = server.imaps_port if security == "ssl" else server.port
+    settings = {"imap_host": "127.0.0.1", "imap_port": port, "imap_security": security, "imap_username": USER,
+                "imap_password": "${TEST_IMAP_PASSWORD}"}
+    server.append(USER, mail(f"{security}@example.net", "Over TLS", "Hi", f"<{security}-1@example.net>"))
+
+    untrusting = email_crm(**settings)  # the system's CAs do not know the self-signed certificate
+    with pytest.raises(ImapError, match="certificate verify failed"):
+        poll(untrusting)
+
+    crm = email_crm(**settings, ca_file=str(cert))
+    report = poll(crm)
+    assert report.fetched >= 1 and crm.contacts.find_by_email(f"{security}@example.net") is not None
+
+
+def test_uid_bookkeeping_and_the_lease_on_every_database(imap_crm, mailbox, database_url):
+    crm = imap_crm(database_url=database_url)
+    for i in range(3):
+        mailbox.append(USER, mail(f"db{i}@example.net", "Hello", "Hi", f"<db-{i}@example.net>"))
+    assert poll(crm).counts() == {"lead": 3}
+    assert poll(crm, due_only=True).skipped == "not due yet"
+    assert poll(crm).fetched == 0
+    table = crm.backend.metadata.tables[TABLE]
+    with crm.read() as uow:
+        row = uow.connection.execute(sa.select(table)).one()
+    assert row.last_uid == max(mailbox.uids(USER)) and row.owner is None and row.uidvalidity > 0
+    assert len(activities(crm)) == 3

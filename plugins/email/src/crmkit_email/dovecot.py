@@ -1,7 +1,7 @@
 """A private Dovecot IMAP server for tests: :class:`Dovecot` runs Debian's ``dovecot`` in the
 foreground with its own configuration in a temporary directory — 127.0.0.1 on a free port,
-users from a static passwd-file, maildirs in the directory, plaintext login allowed (no TLS:
-it listens on the loopback only) — and stops it afterwards. Nothing system-wide is started or
+users from a static passwd-file, maildirs in the directory, plaintext login allowed (it listens
+on the loopback only; give it a certificate for STARTTLS and IMAPS) — and stops it afterwards. Nothing system-wide is started or
 changed.
 
 :func:`find_dovecot` locates the binary and, when it is missing, installs Debian's
@@ -58,7 +58,7 @@ listen = 127.0.0.1
 base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{root}/mail/%u
@@ -79,7 +79,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
   }}
   chroot =
 }}
@@ -98,10 +99,13 @@ class Dovecot:
     otherwise everything runs as the current user.
     """
 
-    def __init__(self, binary: str, users: dict[str, str], *, port: int | None = None):
+    def __init__(self, binary: str, users: dict[str, str], *, port: int | None = None, tls: tuple[Path, Path] | None = None):
         self.binary = binary
         self.users = dict(users)
         self.port = port or free_port()
+        #: (certificate, key) PEM files: STARTTLS on ``port`` and IMAPS on ``imaps_port``.
+        self.tls = tls
+        self.imaps_port = free_port() if tls else 0
         self.root: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -117,8 +121,15 @@ class Dovecot:
         else:
             mail_user = pwd.getpwuid(os.getuid())
             login_user = internal_user = getpass.getuser()
+        ssl = "ssl = no"
+        if self.tls:
+            for name, source in zip(("cert.pem", "key.pem"), self.tls, strict=True):
+                shutil.copyfile(source, self.root / name)
+                (self.root / name).chmod(0o600)
+            ssl = f"ssl = yes\nssl_cert = <{self.root / 'cert.pem'}\nssl_key = <{self.root / 'key.pem'}"
         config = self.root / "dovecot.conf"
-        config.write_text(CONFIG.format(root=self.root, port=self.port, internal_user=internal_user, login_user=login_user,
+        config.write_text(CONFIG.format(root=self.root, port=self.port, imaps_port=self.imaps_port, ssl=ssl,
+                                        internal_user=internal_user, login_user=login_user,
                                         mail_uid=mail_user.pw_uid, mail_gid=mail_user.pw_gid))
         self.process = subprocess.Popen([self.binary, "-F", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
