@@ -111,3 +111,28 @@ def test_untracked_purposes_and_text_mail_are_left_alone(email_crm, sink, subscr
     assert 'href="https://shop.example/"' in html and "/email/o/" not in html and "/email/preferences/" in html
     text = receipt.get_body(preferencelist=("plain",)).get_content()
     assert "/email/" not in text  # transactional: no tracking, no preference footer
+
+
+def test_open_and_click_rates_count_each_message_once(email_crm, sink, subscribe, database_url):
+    from crmkit.metrics import metrics
+
+    crm = email_crm(database_url=database_url, tracking_purposes=["marketing"])
+    campaign = crm.campaigns.create({"name": "Spring"})
+    sent = []
+    for i in range(4):
+        contact = subscribe(crm, email=f"reader{i}@example.org")
+        sent.append(crm.messages.send(contact.id, "email", body='<p><a href="https://shop.example/">sale</a></p>', purpose="marketing",
+                                      campaign_id=campaign.id))
+    crm.messages.send(contact.id, "email", body="Receipt", purpose="transactional")  # untracked: not counted
+    settings = EmailChannel.for_crm(crm).settings
+    later = utcnow() + timedelta(seconds=settings.tracking_debounce_seconds * 2)
+    for row, times in ((sent[0], 3), (sent[1], 1)):
+        for n in range(times):  # repeated opens of one message count once
+            record(crm, settings, crm.messages.get(row["id"]), "opened", now=later + timedelta(seconds=n * settings.tracking_debounce_seconds))
+    record(crm, settings, crm.messages.get(sent[0]["id"]), "clicked", link=0, url="https://shop.example/", now=later)
+
+    opens = metrics(crm).compute("email.open_rate")
+    assert (opens.value, opens.sample_size, opens.details) == (0.5, 4, {"opened": 2, "sent": 4})
+    assert metrics(crm).compute("email.click_rate").value == 0.25
+    [row] = metrics(crm).compute("email.open_rate", by="campaign").breakdown
+    assert (row.label, row.value) == ("Spring", 0.5)

@@ -54,6 +54,14 @@ def crmkit_register_routes(register: Callable[[Any], None]) -> None:
 
 
 @hookimpl
+def crmkit_register_metrics(register: Callable[[Any], None]) -> None:
+    from crmkit_email.metrics import definitions
+
+    for metric in definitions():  # email.open_rate, email.click_rate
+        register(metric)
+
+
+@hookimpl
 def crmkit_register_tables(metadata: sa.MetaData, register: Callable[[sa.Table], None]) -> None:
     from crmkit_email.imap import define_table
 
