@@ -16,12 +16,14 @@ import attrs
 import sqlalchemy as sa
 
 from crmkit.app import CRM
+from crmkit.builtin.contact_rows import ContactRows
 from crmkit.domain import Contact
 from crmkit.domain.values import utcnow
 from crmkit.intake import IntakeRecord, OnDuplicate
 from crmkit.plugins import hookimpl
 from crmkit.serialize import to_jsonable
-from crmkit.storage.sql.mapping import to_row
+from crmkit.storage.sql.mapping import from_row, to_row
+from crmkit.storage.sql.repository import insert_rows
 from crmkit.storage.uow import UnitOfWork
 
 #: Field names often seen in inbound data, mapped onto crmkit's.
@@ -133,10 +135,9 @@ class _BatchWriter:
 
     def __init__(self, uow: UnitOfWork):
         self.uow = uow
-        self.created: dict[str, Contact] = {}
+        self.rows = ContactRows()
+        self.created: dict[str, dict[str, Any]] = {}  # contact id → its row, in creation order
         self.created_by_key: dict[tuple[str, str], str] = {}
-        self.new_rows: list[dict[str, Any]] = []
-        self.row_of: dict[str, dict[str, Any]] = {}  # contact id → its row in new_rows
         self.matched: dict[str, Contact] = {}  # existing contacts the batch matched, loaded at once
         self.external_rows: list[dict[str, Any]] = []
         self.known_external: set[tuple[str, str]] = set()
@@ -173,30 +174,32 @@ class _BatchWriter:
         return None
 
     def _create(self, record: IntakeRecord) -> None:
-        contact = Contact(**{k: v for k, v in record.clean.items() if v is not None})
-        contact.created_at = contact.updated_at = utcnow()
-        self.created[contact.id] = contact
-        row = to_row(contact)
-        self.new_rows.append(row)
-        self.row_of[contact.id] = row
+        # The row and, at flush, the event payload are built from the clean values directly
+        # (the same as through a Contact entity, see contact_rows): no entity per new row.
+        row = self.rows.row(record.clean, utcnow())
+        ident = row["id"]
+        self.created[ident] = row
         for key in MATCH_KEYS:
             if record.clean.get(key):
-                self.created_by_key.setdefault((key, record.clean[key]), contact.id)
+                self.created_by_key.setdefault((key, record.clean[key]), ident)
         for system, value in record.external_ids.items():
-            self.created_by_key.setdefault(("ext:" + system, value), contact.id)
-        self.sources[contact.id] = record.source
-        record.contact_id, record.outcome = contact.id, "created"
+            self.created_by_key.setdefault(("ext:" + system, value), ident)
+        self.sources[ident] = record.source
+        record.contact_id, record.outcome = ident, "created"
 
     def _update(self, record: IntakeRecord) -> None:
         assert record.match_id is not None
         record.contact_id = record.match_id
-        pending = self.created.get(record.match_id)
-        if pending is not None:  # matched a contact created earlier in this very batch
-            changes = merge_changes(pending, record.clean) if record.on_duplicate == OnDuplicate.UPDATE else {}
-            for key, value in changes.items():
-                setattr(pending, key, value)
-            if changes:
-                self.row_of[pending.id].update(to_row(pending))
+        pending_row = self.created.get(record.match_id)
+        if pending_row is not None:  # matched a contact created earlier in this very batch
+            changes = {}
+            if record.on_duplicate == OnDuplicate.UPDATE:
+                pending = from_row(Contact, pending_row)
+                changes = merge_changes(pending, record.clean)
+                for key, value in changes.items():
+                    setattr(pending, key, value)
+                if changes:
+                    pending_row.update(to_row(pending))
             record.outcome = "updated" if changes else "skipped"
             return
         existing = self.matched.get(record.match_id) or self.uow.contacts.get(record.match_id)
@@ -214,18 +217,19 @@ class _BatchWriter:
         record.outcome = "updated"
 
     def flush(self) -> None:
-        if self.new_rows:
-            self.uow.connection.execute(sa.insert(self.uow.contacts.table), self.new_rows)  # type: ignore[union-attr]
-        for contact in self.created.values():  # after in-batch merges, so payloads are final
-            payload = to_jsonable(contact)
-            payload["intake_source"] = self.sources[contact.id]
-            self.uow.emit("contact.created", contact.id, payload)
+        rows = list(self.created.values())
+        if rows:
+            insert_rows(self.uow.connection, self.uow.contacts.table, rows)  # type: ignore[arg-type]
+        for row in rows:  # after in-batch merges, so payloads are final
+            payload = self.rows.payload(row)
+            payload["intake_source"] = self.sources[row["id"]]
+            self.uow.emit("contact.created", row["id"], payload)
         if self.external_rows:
             table = self.uow.tables["external_ids"]
             existing = _lookup_external(self.uow, ((r["system"], r["value"]) for r in self.external_rows))
             rows = [r for r in self.external_rows if (r["system"], r["value"]) not in existing]
             if rows:
-                self.uow.connection.execute(sa.insert(table), rows)  # type: ignore[union-attr]
+                insert_rows(self.uow.connection, table, rows)  # type: ignore[arg-type]
 
 
 @hookimpl(trylast=True)

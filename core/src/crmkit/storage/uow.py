@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from crmkit import domain
-from crmkit.storage.sql.repository import Repository
+from crmkit.storage.sql.repository import Repository, insert_rows
 
 if TYPE_CHECKING:
     from crmkit.storage.sql.backend import SQLBackend
@@ -104,13 +104,10 @@ class UnitOfWork:
         if self.before_commit is not None:
             self.before_commit(self, list(self.events))
         if self.events:
-            self.connection.execute(
-                sa.insert(self.tables["outbox_events"]),
-                [
-                    {"id": e.id, "type": e.type, "subject_id": e.subject_id, "data": e.data, "actor": e.actor, "occurred_at": e.occurred_at}
-                    for e in self.events
-                ],
-            )
+            insert_rows(self.connection, self.tables["outbox_events"], [
+                {"id": e.id, "type": e.type, "subject_id": e.subject_id, "data": e.data, "actor": e.actor, "occurred_at": e.occurred_at}
+                for e in self.events
+            ])
         self._transaction.commit()
         self._committed = True
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from crmkit.builtin.audit.subjects import contact_of
 from crmkit.builtin.audit.tables import TABLE
 from crmkit.domain import Event
+from crmkit.storage.sql.repository import insert_rows
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
@@ -59,7 +60,7 @@ def record(uow: UnitOfWork, events: Sequence[Event]) -> None:
     if not events:
         return
     assert uow.connection is not None
-    uow.connection.execute(sa.insert(uow.table(TABLE)), [
+    insert_rows(uow.connection, uow.table(TABLE), [
         {"event_id": e.id, "occurred_at": e.occurred_at, "actor": e.actor, "type": e.type,
          "subject_id": e.subject_id, "contact_id": contact_of(e), "changes": changes_of(e)}
         for e in events

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
 import sqlalchemy as sa
@@ -12,6 +13,83 @@ from crmkit.errors import ConflictError, NotFound
 from crmkit.storage.sql.mapping import from_row, to_row
 
 E = TypeVar("E")
+
+
+class _InsertPlan:
+    """How to insert rows with a given set of keys into one table on one dialect: the compiled
+    statement (or a ``COPY`` on PostgreSQL) and each column's bind processor, in column order."""
+
+    def __init__(self, table: sa.Table, dialect: sa.Dialect, keys: tuple[str, ...]):
+        # inline(): no implicit RETURNING of the primary key, as for any executemany.
+        compiled = sa.insert(table).inline().compile(dialect=dialect, column_keys=list(keys))
+        processors = compiled._bind_processors  # exactly the converters SQLAlchemy itself applies
+        self.positional = compiled.positional
+        self.names = list(compiled.positiontup) if compiled.positional else [b for b in compiled.binds]
+        self.columns = [(name, processors.get(name)) for name in self.names]
+        self.sql = compiled.string
+        self.copy_sql: str | None = None
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            quote = dialect.identifier_preparer.quote
+            self.copy_sql = f"COPY {dialect.identifier_preparer.format_table(table)} ({', '.join(quote(n) for n in self.names)}) FROM STDIN"
+
+
+#: Plans per table (tables belong to one CRM's metadata: the cache goes with them).
+_PLANS: weakref.WeakKeyDictionary[sa.Table, dict[tuple[str, tuple[str, ...]], _InsertPlan | None]] = weakref.WeakKeyDictionary()
+
+
+def _plan_for(table: sa.Table, dialect: sa.Dialect, keys: tuple[str, ...]) -> _InsertPlan | None:
+    """The plan, or None when SQLAlchemy must do the insert itself: a column left out of the
+    rows has a Python-side default (which only SQLAlchemy fills in)."""
+    plans = _PLANS.setdefault(table, {})
+    key = (dialect.name, keys)
+    if key not in plans:
+        unknown = set(keys) - set(table.c.keys())
+        if unknown:
+            raise sa.exc.CompileError(f"unconsumed column names for {table.name}: {', '.join(sorted(unknown))}")
+        plan = _InsertPlan(table, dialect, keys)
+        defaulted = any(c.default is not None and c.key not in keys for c in table.c)
+        # Bind names are the column keys unless a name needed escaping: SQLAlchemy handles those.
+        plans[key] = None if defaulted or sorted(plan.names) != sorted(keys) else plan
+    return plans[key]
+
+
+def insert_rows(connection: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert ``rows`` (mappings with the same keys) — what ``connection.execute(sa.insert(table),
+    rows)`` does, for bulk writes.
+
+    SQLAlchemy builds and converts a parameter dictionary per row, which costs more than the
+    database's own insert for wide rows. Here each column's values go through the column type's
+    bind processor (the same function SQLAlchemy would call, so the stored values are the same)
+    in one pass per column, and the driver gets plain tuples: ``executemany`` on SQLite and
+    MariaDB, ``COPY … FROM STDIN`` on PostgreSQL (psycopg 3). Returns the number of rows.
+    """
+    if not rows:
+        return 0
+    keys = tuple(rows[0])
+    dialect = connection.dialect
+    plan = _plan_for(table, dialect, keys)
+    if plan is None:
+        connection.execute(sa.insert(table), list(rows))
+        return len(rows)
+    columns = []
+    for name, process in plan.columns:
+        values = [row[name] for row in rows]
+        columns.append(values if process is None else list(map(process, values)))
+    if plan.copy_sql is not None:
+        cursor = connection.connection.cursor()
+        try:
+            with cursor.copy(plan.copy_sql) as copy:  # type: ignore[attr-defined]
+                for values in zip(*columns, strict=True):
+                    copy.write_row(values)
+        finally:
+            cursor.close()
+    elif plan.positional:
+        sequence = dialect.execute_sequence_format
+        params: list[Any] = list(zip(*columns, strict=True)) if sequence is tuple else [sequence(v) for v in zip(*columns, strict=True)]
+        connection.exec_driver_sql(plan.sql, params)
+    else:
+        connection.exec_driver_sql(plan.sql, [dict(zip(plan.names, v, strict=True)) for v in zip(*columns, strict=True)])
+    return len(rows)
 
 
 class Repository(Generic[E]):
