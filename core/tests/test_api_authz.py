@@ -294,11 +294,20 @@ def world(request: pytest.FixtureRequest, tmp_path: Any, crm_factory: Callable[.
             drop()
 
 
+@pytest.fixture
+def red(crm_factory: Callable[..., Any]) -> Iterator[World]:
+    """The world on SQLite only, for what does not depend on the database."""
+    crm = crm_factory()
+    with TestClient(create_app(crm)) as client:
+        yield build_world(crm, client)
+
+
 # --- the matrix -------------------------------------------------------------------------------
 
 
-def test_every_route_has_an_authorisation_rule(world):
-    served = served_routes(world.client.app)
+def test_every_route_has_an_authorisation_rule(red):
+    """The routes do not depend on the database: checked once, on SQLite."""
+    served = served_routes(red.client.app)
     public = {route for route, handler in served.items() if handler.opt.get("public")}
     missing = sorted(set(served) - set(RULES))
     assert not missing, f"routes without an authorisation rule in test_api_authz.RULES: {missing}"
@@ -409,13 +418,6 @@ CHECKS: dict[type, Callable[..., None]] = {Listing: check_listing, Create: check
 
 
 # --- the rules in detail (SQLite; the matrix above runs every route on both databases) --------
-
-
-@pytest.fixture
-def red(crm_factory: Callable[..., Any]) -> Iterator[World]:
-    crm = crm_factory()
-    with TestClient(create_app(crm)) as client:
-        yield build_world(crm, client)
 
 
 def test_sensitive_fields_need_the_personal_data_scopes(red):
