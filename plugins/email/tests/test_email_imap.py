@@ -248,3 +248,32 @@ def test_uid_bookkeeping_and_the_lease_on_every_database(imap_crm, mailbox, data
         row = uow.connection.execute(sa.select(table)).one()
     assert row.last_uid == max(mailbox.uids(USER)) and row.owner is None and row.uidvalidity > 0
     assert len(activities(crm)) == 3
+
+
+def test_the_poll_command_keeps_polling_until_sigterm(imap_crm, mailbox):
+    crm = imap_crm(imap_poll_seconds=0.3)
+    command = [sys.executable, "-m", "crmkit", "--config", str(crm.config.path), "email", "poll"]
+    process = subprocess.Popen(command, env={**os.environ, "TEST_IMAP_PASSWORD": PASSWORD}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        for i in range(2):  # mail arriving while it runs is picked up by a later poll
+            mailbox.append(USER, mail(f"loop{i}@example.net", "Hello", "Hi", f"<loop-{i}@example.net>"))
+            deadline = time.monotonic() + 60
+            while crm.contacts.find_by_email(f"loop{i}@example.net") is None:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    assert "1 lead" in output and PASSWORD not in output
+
+
+def test_a_cleartext_login_to_another_machine_is_refused(email_crm):
+    from crmkit.errors import PluginError
+
+    with pytest.raises(PluginError, match=r"imap_security = \"none\" would send the password in clear to imap\.example\.com"):
+        email_crm(imap_host="imap.example.com", imap_port=143, imap_security="none", imap_username="u", imap_password="p")

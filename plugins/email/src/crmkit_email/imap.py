@@ -230,6 +230,11 @@ def poll(crm: CRM, *, now: datetime | None = None, due_only: bool = False,
     state = MailboxState(crm, account_key(settings))
     report = PollReport(state.account)
     owner, lease = new_id(), timedelta(seconds=settings.imap_lease_seconds)
+    if due_only:
+        row = state.row()  # a read first: a worker ticks every second, a poll is due once a minute
+        if row is not None and row.next_poll_at is not None and row.next_poll_at > at:
+            report.skipped = "not due yet"
+            return report
     if not state.claim(owner, at, lease, due_only=due_only):
         report.skipped = "not due yet" if due_only and _held_by_nobody(state, at) else "another poller holds the mailbox"
         return report
@@ -280,13 +285,24 @@ def _poll_claimed(crm: CRM, settings: EmailSettings, state: MailboxState, owner:
                         raise
                     log.exception("IMAP %s: skipping UID %s after %s failures", state.account, uid, failures)
             if settings.imap_mark_seen and raw is not None:
-                _check(client.uid("STORE", str(uid), "+FLAGS.SILENT", _FLAGS_SEEN), "UID STORE")
+                _mark_seen(client, state.account, uid)
             if not state.advance(owner, uid, lease):
                 report.skipped = "another poller took the mailbox over"
                 return
             report.last_uid = uid
     finally:
         _close(client)
+
+
+def _mark_seen(client: imaplib.IMAP4, account: str, uid: int) -> None:
+    """Flag a handled message \\Seen — a courtesy to people reading the mailbox: the UID
+    bookkeeping does not depend on it, so a refusal is logged and the poll goes on."""
+    try:
+        typ, data = client.uid("STORE", str(uid), "+FLAGS.SILENT", _FLAGS_SEEN)
+    except imaplib.IMAP4.error as exc:
+        typ, data = "NO", [str(exc).encode()]
+    if typ != "OK":
+        log.warning("IMAP %s: could not flag UID %s as seen: %s", account, uid, _text(imaplib.IMAP4.error(data[0] if data else typ)))
 
 
 _LITERAL = re.compile(rb"\bBODY\[\]")

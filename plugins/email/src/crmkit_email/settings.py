@@ -16,6 +16,7 @@ from crmkit.errors import ConfigError
 
 SECURITY = ("starttls", "ssl", "none")
 SECTION = "[plugins.email]"
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 @attrs.define
@@ -142,6 +143,9 @@ class EmailSettings:
             problems.append(f"imap_security must be one of {', '.join(SECURITY)}, got {self.imap_security!r}")
         if not 0 < self.imap_port < 65536:
             problems.append(f"imap_port must be 1–65535, got {self.imap_port}")
+        if self.imap_security == "none" and self.imap_host not in LOCAL_HOSTS:
+            problems.append(f"imap_security = \"none\" would send the password in clear to {self.imap_host}: use ssl or starttls "
+                            f"(none is for a server on this machine: {', '.join(LOCAL_HOSTS)})")
         if not self.imap_username or not self.imap_password:
             problems.append("imap_host needs imap_username and imap_password (use ${VAR} for the password)")
         if not self.imap_mailbox.strip():
