@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from crmkit import hookimpl
 from crmkit.channels import Capabilities, DeliveryReceipt, OutboundMessage, SendResult
+from crmkit.channels.jobs import LEASE
 from crmkit.channels.protocol import ReceiptStatus
 from crmkit.errors import PluginError, ValidationFailed
 
@@ -22,12 +23,15 @@ T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, noon UTC
 
 class RecordingChannel:
     """A real channel: it 'delivers' by appending to ``sent``. ``script`` holds the outcomes of
-    the next sends ("sent", "transient", "permanent", "raise"); when empty, sends succeed."""
+    the next sends ("sent", "transient", "permanent", "raise", "unknown", and "die-before" /
+    "die-after" the hand-over); when empty, sends succeed. Like SMTP, it calls
+    ``message.hand_over()`` before the step that delivers."""
 
     capabilities = Capabilities(max_length=160, subject=True, delivery_receipts=True)
 
     def __init__(self, name: str = "email"):
         self.name = name
+        self.before_hand_over: Any = None  # called right before hand_over(), to stage races
         self.sent: list[OutboundMessage] = []
         self.calls: list[OutboundMessage] = []
         self.script: deque[str] = deque()
@@ -38,12 +42,22 @@ class RecordingChannel:
     def send(self, message: OutboundMessage) -> SendResult:
         self.calls.append(message)
         outcome = self.script.popleft() if self.script else "sent"
+        if outcome == "die-before":
+            raise Killed
         if outcome == "raise":
             raise ConnectionError("provider unreachable")
         if outcome == "transient":
             return SendResult.transient("429 rate limited")
         if outcome == "permanent":
             return SendResult.permanent("550 no such mailbox")
+        if self.before_hand_over is not None:
+            self.before_hand_over()
+        if not message.hand_over():  # like SMTP before its final ".": past this point it may arrive
+            return SendResult.transient("another worker holds the message")
+        if outcome == "die-after":
+            raise Killed
+        if outcome == "unknown":
+            return SendResult.unknown("connection lost waiting for the reply")
         self.sent.append(message)
         return SendResult.sent(f"prov-{len(self.sent)}")
 
@@ -52,6 +66,10 @@ class RecordingChannel:
 
     def parse_callback(self, payload: dict[str, Any]) -> list[DeliveryReceipt]:
         return [DeliveryReceipt(provider_message_id=e["id"], status=ReceiptStatus(e["status"])) for e in payload["events"]]
+
+
+class Killed(BaseException):  # noqa: N818 - not an error: the process ending, as SIGKILL would
+    """The worker dying mid-send: nothing after it runs (crmkit catches Exception only)."""
 
 
 class ChannelPlugin:
@@ -344,6 +362,68 @@ def test_running_out_of_retries_is_a_dead_letter(crm_factory, plugin, tmp_path):
     message = crm.messages.send(ada.id, "email", body="Hi", purpose="marketing", now=T0)
     assert crm.messages.drain(now=T0 + timedelta(hours=1)).dead == 1
     assert crm.messages.get(message["id"])["status"] == "dead" and len(plugin.channel.calls) == 2
+
+
+# --- crashes around the hand-over -------------------------------------------------------------
+
+
+@pytest.fixture
+def queued_crm(crm_factory, plugin):
+    return crm_factory(plugins=[plugin], dispatch_inline=False)
+
+
+def test_a_worker_dying_before_the_hand_over_leaves_a_message_that_is_simply_resent(queued_crm, plugin):
+    crm = queued_crm
+    plugin.channel.script.append("die-before")
+    message = crm.messages.send(person(crm).id, "email", body="Hi", purpose="marketing", now=T0)
+    with pytest.raises(Killed):
+        crm.messages.drain(now=T0)
+    assert crm.messages.get(message["id"])["status"] == "queued"
+    assert crm.messages.drain(now=T0 + LEASE - timedelta(seconds=1)).sent == 0  # the dead worker's lease still holds it
+    assert crm.messages.drain(now=T0 + LEASE).sent == 1
+    done = crm.messages.get(message["id"])
+    assert (done["status"], done["attempts"], done["ambiguous"]) == ("sent", 1, 0)
+    assert [m.id for m in plugin.channel.sent] == [message["id"]]
+
+
+def test_a_worker_dying_after_the_hand_over_leaves_an_ambiguous_message_resent_and_counted(queued_crm, plugin):
+    crm = queued_crm
+    plugin.channel.script.append("die-after")
+    ada = person(crm)
+    message = crm.messages.send(ada.id, "email", body="Hi", purpose="marketing", now=T0)
+    with pytest.raises(Killed):
+        crm.messages.drain(now=T0)
+    assert crm.messages.get(message["id"])["status"] == "handing_over"  # committed before the irrevocable step
+    assert crm.messages.drain(now=T0 + LEASE - timedelta(seconds=1)).sent == 0
+    assert crm.messages.drain(now=T0 + LEASE).sent == 1
+    done = crm.messages.get(message["id"])
+    assert (done["status"], done["attempts"], done["ambiguous"]) == ("sent", 2, 1)
+    assert [m.attempt for m in plugin.channel.calls] == [1, 2]
+    failed = [a for a in crm.activities.for_contact(ada.id) if a.kind == "email.failed"]
+    assert len(failed) == 1 and failed[0].payload["ambiguous"] is True and "may have arrived" in failed[0].payload["error"]
+    assert kinds(crm, ada.id).count("email.sent") == 1
+
+
+def test_no_answer_after_the_hand_over_is_an_ambiguous_retry(crm, plugin):
+    plugin.channel.script.append("unknown")
+    message = crm.messages.send(person(crm).id, "email", body="Hi", purpose="marketing", now=T0)
+    assert (message["status"], message["attempts"], message["ambiguous"]) == ("retrying", 1, 1)
+    assert crm.messages.drain(now=T0 + timedelta(seconds=10)).sent == 1
+    assert crm.messages.get(message["id"])["ambiguous"] == 1
+
+
+def test_a_worker_whose_lease_was_taken_over_abandons_before_the_hand_over(queued_crm, plugin):
+    crm = queued_crm
+    message = crm.messages.send(person(crm).id, "email", body="Hi", purpose="marketing", now=T0)
+    late = T0 + LEASE + timedelta(seconds=1)
+    # Worker A stalls past its lease; worker B claims the message before A reaches the hand-over.
+    plugin.channel.before_hand_over = lambda: crm.messages.jobs.claim(late)
+    assert crm.messages.drain(now=T0).deferred == 1  # A gives up: nothing sent, nothing recorded
+    plugin.channel.before_hand_over = None
+    assert plugin.channel.sent == [] and crm.messages.get(message["id"])["status"] == "queued"
+    assert crm.messages.jobs.deliver_claimed(message["id"], late) == "sent"  # B, which holds the lease, sends it
+    done = crm.messages.get(message["id"])
+    assert (done["status"], done["attempts"], done["ambiguous"], len(plugin.channel.sent)) == ("sent", 1, 0, 1)
 
 
 # --- quiet hours and frequency caps ----------------------------------------------------------
