@@ -96,6 +96,11 @@ class Dispatcher:
                 conn.execute(sa.update(self.outbox).where(o.id.in_(won)).values(next_attempt_at=now + self.lease))
         return won
 
+    def claim_due(self, limit: int = 500, now: datetime | None = None) -> list[str]:
+        """Lease up to ``limit`` due events for dispatch elsewhere (the Redis relay hands their
+        ids to workers on other machines); whoever holds the lease calls :meth:`dispatch_claimed`."""
+        return self._claim(now or utcnow(), limit=limit)
+
     def pending_ids(self, limit: int = 500, now: datetime | None = None) -> list[str]:
         """Ids of events that are due (not dispatched, not leased, retry time reached)."""
         o = self.outbox.c
@@ -126,6 +131,11 @@ class Dispatcher:
             report += self._dispatch_batch(claimed, at, {})
             done += len(claimed)
         return report
+
+    def dispatch_claimed(self, event_ids: list[str], now: datetime | None = None) -> DispatchReport:
+        """Dispatch events whose lease this process holds (claimed with :meth:`claim_due`, or
+        taken over from a relay's claim); outcomes are recorded exactly as :meth:`drain` does."""
+        return self._dispatch_batch(event_ids, now or utcnow(), {})
 
     def _dispatch_batch(self, event_ids: list[str], now: datetime, known: dict[str, Event]) -> DispatchReport:
         if not event_ids:

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import attrs
-import sqlalchemy as sa
 
-from crmkit.channels.jobs import DUE_STATUSES
 from crmkit.domain.values import utcnow
+from crmkit.taskqueue.claims import message_rows
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
@@ -142,25 +141,23 @@ class Worker:
             setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
         return len(claimed)
 
-    def _release(self, ids: list[str], lease_until: Any) -> None:
+    def _release(self, ids: list[str], lease_until: datetime) -> None:
         """Hand claimed, unstarted messages back: due again now rather than when the lease
         ends. Only rows still carrying this worker's lease change, so a message another
         worker took over (after this lease expired) keeps its new owner."""
-        table = self.crm.messages.table("messages")
-        m = table.c
-        with self.crm.backend.engine.connect().execution_options(crmkit_write=True) as conn, conn.begin():
-            released = conn.execute(
-                sa.update(table).where(m.id.in_(ids), m.status.in_(DUE_STATUSES), m.next_attempt_at == lease_until).values(next_attempt_at=None)
-            ).rowcount
-        self.stats.released += int(released)
+        self.stats.released += message_rows(self.crm).release([(message_id, lease_until.isoformat()) for message_id in ids])
 
     def close_channels(self) -> None:
-        """Call ``close()`` on every channel that has one (an SMTP connection kept open across
-        a batch is closed when the queue runs dry and when the worker stops)."""
-        for name, channel in self.crm.messages.channels.items():
-            close = getattr(channel, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:  # a provider's broken close must not stop the worker
-                    log.warning("channel %r: close() failed", name, exc_info=True)
+        close_channels(self.crm)
+
+
+def close_channels(crm: CRM) -> None:
+    """Call ``close()`` on every channel that has one (an SMTP connection kept open across a
+    batch is closed when the queue runs dry and when a worker stops)."""
+    for name, channel in crm.messages.channels.items():
+        close = getattr(channel, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # a provider's broken close must not stop the worker
+                log.warning("channel %r: close() failed", name, exc_info=True)
