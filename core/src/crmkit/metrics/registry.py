@@ -50,10 +50,17 @@ class Metrics:
         return self.registry.owners[name]
 
     def get(self, name: str) -> Metric:
-        if name not in self.registry:
-            known = ", ".join(sorted(self.registry)) or "none"
-            raise ValidationFailed.single("metric", "not_found", f"no metric named {name!r} (metrics: {known})")
-        return self.registry[name]
+        """The metric called ``name``, or the only one whose name ends in ``.name`` — so
+        ``funnel`` finds ``sales.funnel`` as long as no other plugin has a ``*.funnel``."""
+        if name in self.registry:
+            return self.registry[name]
+        matches = sorted(full for full in self.registry if full.endswith(f".{name}"))
+        if len(matches) == 1:
+            return self.registry[matches[0]]
+        if matches:
+            raise ValidationFailed.single("metric", "ambiguous", f"{name!r} could be any of: {', '.join(matches)}; give the full name")
+        known = ", ".join(sorted(self.registry)) or "none"
+        raise ValidationFailed.single("metric", "not_found", f"no metric named {name!r} (metrics: {known})")
 
     def compute(
         self,
