@@ -11,12 +11,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import sqlalchemy as sa
 
+from crmkit.domain import Contact
 from crmkit.domain.values import utcnow
 from crmkit.errors import ConflictError, PluginError
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
+    from crmkit.storage.uow import UnitOfWork
 
 
 @attrs.frozen(kw_only=True)
@@ -54,6 +57,11 @@ class Privacy:
     def erase(self, contact_id: str, *, actor: str | None = None, expected_version: int | None = None) -> Erasure:
         """Erase the person everywhere in one transaction: plugins first, then the core.
 
+        The erasers are called for the contact and then once for every contact merged into
+        it (those records are gone, but copies made under their ids — audit entries, outbox
+        events, webhook payloads — are the same person's data): for those, ``contact`` has
+        only its ``id``.
+
         :param expected_version: erase only if the contact is still at this version (the
             caller decided on what it saw); :class:`~crmkit.errors.ConflictError` otherwise.
         :return: the record of the erasure.
@@ -62,9 +70,26 @@ class Privacy:
         with self.crm.uow(actor) as uow:
             if expected_version is not None and uow.contacts.get(contact.id).version != expected_version:
                 raise ConflictError("contact", contact.id, expected_version)
-            plugins = [plugin for plugin, _ in self.crm.plugins.call_each(
-                "crmkit_erase_personal_data", contact=contact, crm=self.crm, uow=uow)]
+            plugins: list[str] = []
+            for person in [contact, *(Contact(id=ident) for ident in merged_into(uow, contact.id))]:
+                for plugin, _ in self.crm.plugins.call_each("crmkit_erase_personal_data", contact=person, crm=self.crm, uow=uow):
+                    plugins.extend([plugin] if plugin not in plugins else [])
             # Subscribers holding copies elsewhere (a mailing tool, a warehouse) erase on this;
             # it carries nothing but the id.
             event = uow.emit("contact.erased", contact.id, {})
         return Erasure(contact_id=contact.id, event_id=event.id, erased_at=event.occurred_at, actor=actor, plugins=plugins)
+
+
+def merged_into(uow: UnitOfWork, contact_id: str) -> list[str]:
+    """Ids of the contacts merged into ``contact_id``, directly or along a chain of merges
+    (merges since undone excepted: an undone merge gave the other record its own life back)."""
+    merges = uow.table("merges")
+    conn = uow.connection
+    assert conn is not None
+    found: list[str] = []
+    frontier = {contact_id}
+    while frontier:
+        rows = conn.execute(sa.select(merges.c.duplicate_id).where(merges.c.survivor_id.in_(frontier), merges.c.undone_at.is_(None)))
+        frontier = {row.duplicate_id for row in rows} - {contact_id, *found}
+        found.extend(sorted(frontier))
+    return found

@@ -12,8 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from crmkit.app import CRM
+from crmkit.channels.erasure import erase_suppressions, erased_opt_outs
+from crmkit.channels.protocol import OutboundMessage
 from crmkit.channels.settings import ChannelSettings
 from crmkit.channels.tables import BRANCH, define_tables
+from crmkit.channels.vetoes import SOFT_SUPPRESSIONS
 from crmkit.domain import Contact
 from crmkit.plugins import hookimpl
 from crmkit.serialize import to_jsonable
@@ -67,9 +70,20 @@ def crmkit_export_personal_data(contact: Contact, crm: CRM) -> dict[str, Any] | 
 @hookimpl
 def crmkit_erase_personal_data(contact: Contact, crm: CRM, uow: UnitOfWork) -> None:
     # Message bodies and addresses are personal data: delete them. Suppression entries stay
-    # (keeping an address we must never write to again is the lawful basis) but lose the link.
+    # (an opt-out must outlive the erasure) with the address hashed (see channels/erasure.py).
     conn = uow.connection
     assert conn is not None
     conn.execute(sa.delete(uow.table("messages")).where(uow.table("messages").c.contact_id == contact.id))
-    suppressions = uow.table("message_suppressions")
-    conn.execute(sa.update(suppressions).where(suppressions.c.contact_id == contact.id).values(contact_id=None, detail={}))
+    erase_suppressions(conn, uow.table("message_suppressions"), contact)
+
+
+@hookimpl
+def crmkit_veto_send(message: OutboundMessage, contact: Contact, crm: CRM) -> str | None:
+    """An erased person's opt-outs, kept as digests of their addresses, still apply to the same
+    address until the (new) recipient consents again."""
+    transactional = message.purpose in crm.settings_for("channels").transactional_purposes
+    with crm.read() as uow:
+        assert uow.connection is not None
+        reasons = erased_opt_outs(uow.connection, uow.table("message_suppressions"), uow.table("consents"), channel=message.channel,
+                                  address=message.to, contact_id=contact.id, ignore=SOFT_SUPPRESSIONS if transactional else ())
+    return f"suppressed before an erasure: {', '.join(reasons)}" if reasons else None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
+import phonenumbers
 import sqlalchemy as sa
 
 from crmkit.app import CRM
@@ -18,6 +21,11 @@ PERSONAL_COLUMNS = (
     "first_name", "last_name", "email", "phone", "address_street", "address_city", "address_region",
     "address_postcode", "address_country", "birth_date", "account_number", "job_title", "location",
 )
+#: What erased text is replaced with.
+ERASED = "[erased]"
+#: A stored API response that held the person's data answers a replay with this instead.
+ERASED_RESPONSE = {"body": {"error": {"code": "erased", "message": "the response to this request held personal data that has "
+                                      "since been erased; it is not replayed", "issues": []}}, "headers": {}}
 
 
 @hookimpl(tryfirst=True)
@@ -38,6 +46,7 @@ def crmkit_erase_personal_data(contact: Contact, uow: UnitOfWork) -> None:
     nothing left identifies the person."""
     conn, t = uow.connection, uow.tables
     assert conn is not None
+    redact = identifier_redactor(contact)
     conn.execute(
         sa.update(t["contacts"]).where(t["contacts"].c.id == contact.id).values(
             **{column: None for column in PERSONAL_COLUMNS},
@@ -47,6 +56,40 @@ def crmkit_erase_personal_data(contact: Contact, uow: UnitOfWork) -> None:
     )
     conn.execute(sa.update(t["activities"]).where(t["activities"].c.contact_id == contact.id).values(payload={}, subject=None))
     conn.execute(sa.update(t["consents"]).where(t["consents"].c.contact_id == contact.id).values(evidence={}))
-    conn.execute(sa.update(t["tasks"]).where(t["tasks"].c.contact_id == contact.id).values(notes=None))
-    # Events already in the outbox carry copies of the record.
-    conn.execute(sa.update(t["outbox_events"]).where(t["outbox_events"].c.subject_id == contact.id).values(data={"erased": True}))
+    # A task on the person is about the person ("Call Ada"); a deal is kept for the numbers, so
+    # only the person's names, e-mail and phone are cut out of its title.
+    conn.execute(sa.update(t["tasks"]).where(t["tasks"].c.contact_id == contact.id).values(title=ERASED, notes=None))
+    deals = t["deals"]
+    for row in conn.execute(sa.select(deals.c.id, deals.c.title).where(deals.c.contact_id == contact.id)).all():
+        if redact(row.title) != row.title:
+            conn.execute(sa.update(deals).where(deals.c.id == row.id).values(title=redact(row.title)))
+    # The person's ids in other systems identify them as much as an e-mail address does.
+    conn.execute(sa.delete(t["external_ids"]).where(t["external_ids"].c.contact_id == contact.id))
+    # Events in the outbox carry copies: those about the person and those about their
+    # activities, deals, tasks and messages (whose data names them). Contact ids are random,
+    # so a match on the id in the text is the person's; this reads the whole outbox, once per
+    # erasure.
+    outbox = t["outbox_events"]
+    conn.execute(sa.update(outbox).where(sa.or_(outbox.c.subject_id == contact.id, sa.cast(outbox.c.data, sa.Text).contains(contact.id)))
+                 .values(data={"erased": True}))
+    # Responses kept for Idempotency-Key replays (24 hours) may hold the record.
+    kept = t["idempotency_keys"]
+    conn.execute(sa.update(kept).where(sa.cast(kept.c.response, sa.Text).contains(contact.id)).values(status=410, response=ERASED_RESPONSE))
+
+
+def identifier_redactor(contact: Contact) -> Callable[[str], str]:
+    """A function replacing the person's names, e-mail address and phone number (however it is
+    written) in a text with :data:`ERASED`."""
+    patterns = [re.escape(value) for value in (contact.email, contact.first_name, contact.last_name) if value and len(value) >= 3]
+    if contact.phone:
+        try:
+            number = phonenumbers.parse(contact.phone)
+            separators = r"[\s().\-]*"
+            national = separators.join(str(number.national_number))
+            patterns.append(rf"(?:\+?{number.country_code}{separators})?\(?{national}")
+        except phonenumbers.NumberParseException:
+            patterns.append(re.escape(contact.phone))
+    if not patterns:
+        return lambda text: text
+    pattern = re.compile("|".join(sorted(patterns, key=len, reverse=True)), re.IGNORECASE)
+    return lambda text: pattern.sub(ERASED, text)
