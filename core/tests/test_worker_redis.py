@@ -84,7 +84,7 @@ class DeliveryLog:
             time.sleep(self.delay)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{kind} {key}\n".encode())
+            os.write(fd, f"{kind} {key} {os.getpid()}\n".encode())
         finally:
             os.close(fd)
 
@@ -97,6 +97,10 @@ class DeliveryLog:
     @hookimpl
     def crmkit_register_channels(self, register: Any) -> None:
         register(self.channel)
+
+    def pids(self) -> set[int]:
+        """The processes that delivered something."""
+        return {int(line.split()[2]) for line in self.path.read_text().splitlines()} if self.path.exists() else set()
 
     def counts(self, kind: str) -> Counter[str]:
         if not self.path.exists():
@@ -368,23 +372,26 @@ def pg_url() -> Any:
 
 @pytest.mark.parametrize("kill", [False, True], ids=["no-kill", "sigkill-one-worker"])
 def test_worker_processes_share_a_postgresql_outbox_through_redis(pg_url, crm_factory, tmp_path, redis_url, queue_name, kill):
-    """Two relays and three worker processes (two threads each) drain 150 events and 60
+    """Two relays and three worker processes (two threads each) drain 180 events and 40
     messages. Without kills every event and message is delivered exactly once. With one worker
     SIGKILLed mid-run nothing is lost; the only copies are of rows that worker had in hand
     (at most threads × task size), redelivered once their lease ran out."""
     log = DeliveryLog(tmp_path / "deliveries.log", delay=0.01)
     crm = crm_factory(pg_url, plugins=[log], dispatch_inline=False)
-    keys = queue_work(crm, 90, 60)
+    keys = queue_work(crm, 60, 40)
     lease = 4.0 if kill else 60.0
-    relays = [spawn(pg_url, log, queue_name, redis_url, "--relay", "--workers", "0", lease=lease) for _ in range(2)]
     workers = [spawn(pg_url, log, queue_name, redis_url, "--workers", "2", lease=lease) for _ in range(3)]
+    for worker in workers:  # every worker is up before the relays start handing out work
+        assert "redis: 2 worker thread(s)" in worker.stdout.readline()  # type: ignore[union-attr]
+    relays = [spawn(pg_url, log, queue_name, redis_url, "--relay", "--workers", "0", lease=lease) for _ in range(2)]
     processes = relays + workers
     try:
         if kill:
-            wait_for(lambda: sum(log.counts("event").values()) + sum(log.counts("message").values()) >= 60, processes)
+            # Mid-run, and the victim is working (it has delivered something): then SIGKILL.
+            wait_for(lambda: workers[0].pid in log.pids() and sum(log.counts("event").values()) >= 50, processes)
             workers[0].send_signal(signal.SIGKILL)
             workers[0].wait(timeout=30)
-        wait_for(lambda: crm.events.counts()["pending"] == 0 and message_statuses(crm) == {"sent": 60}, processes)
+        wait_for(lambda: crm.events.counts()["pending"] == 0 and message_statuses(crm) == {"sent": 40}, processes)
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -407,7 +414,7 @@ def test_worker_processes_share_a_postgresql_outbox_through_redis(pg_url, crm_fa
         print(f"\nSIGKILL run: {len(events)} events, {len(messages)} messages, {copies} redelivered cop(ies)")
     else:
         assert copies == 0, (events.most_common(3), messages.most_common(3))
-        worked = [int(out.split("dispatched")[0].split()[-2]) for out, _ in outputs[2:]]
+        worked = [int(out.split("dispatched")[0].split()[-2]) for out, _ in outputs[len(relays):]]
         assert all(worked), f"every worker process took part: {worked}"
 
 
