@@ -48,6 +48,7 @@ class LedgerChannel:
 
     def __init__(self, log: DeliveryLog):
         self.log = log
+        self.on_send: Any = None  # called inside each send (e.g. a SIGTERM arriving meanwhile)
 
     def address_for(self, contact: Any) -> str | None:
         return contact.email
@@ -57,6 +58,8 @@ class LedgerChannel:
             return SendResult.permanent("mailbox does not exist")
         if message.body.startswith("transient"):
             return SendResult.transient("try again later")
+        if self.on_send is not None:
+            self.on_send()
         self.log.write("message", message.idempotency_key)
         return SendResult.sent(f"ledger-{message.id}")
 
@@ -291,6 +294,27 @@ def test_nothing_is_claimed_while_redis_is_down_and_a_failed_enqueue_releases_it
         relay.run_pass()
     assert relay.stats.released == 1
     assert len(crm.events.pending_ids()) == 1  # due again now, not after a 5-minute lease; 2 rode the first task
+
+
+def test_stopping_finishes_the_message_in_hand_and_hands_the_rest_of_its_task_back(crm_factory, log, redis_url, queue_name):
+    crm = crm_factory(plugins=[log], dispatch_inline=False)
+    keys = queue_work(crm, 0, 5)
+    crm.events.drain()
+    runner = redis_worker(crm, lambda: crm_factory(crm.config.database_url, plugins=[log], dispatch_inline=False, migrate=False),
+                          redis_url, queue_name, relay=True, workers=1, task_size=5)
+    log.channel.on_send = runner.stop  # SIGTERM during the first send
+    runner.run()
+    stats = runner.stats()
+    assert stats["sent"] == 1 and stats["released"] == 4 and len(log.counts("message")) == 1
+    m = crm.messages.jobs.table.c
+    with crm.read() as uow:
+        rows = uow.connection.execute(sa.select(m.status, m.next_attempt_at)).all()
+    assert sorted(r.status for r in rows) == ["queued"] * 4 + ["sent"]
+    assert all(r.next_attempt_at is None for r in rows)  # due again now, not after the lease
+    log.channel.on_send = None
+    redis_worker(crm, lambda: crm_factory(crm.config.database_url, plugins=[log], dispatch_inline=False, migrate=False),
+                 redis_url, queue_name, relay=True, workers=1).run(once=True)
+    assert log.counts("message") == Counter({key: 1 for key in keys})
 
 
 # --- configuration and the command line ---------------------------------------------------
