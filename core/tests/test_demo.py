@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import tempfile
+from collections import Counter
 
 import pytest
 import sqlalchemy as sa
 from crmkit import reports
-from crmkit.demo import DEFAULT_CONTACTS, PIPELINE, open_demo_crm, run_demo
+from crmkit.demo import DEFAULT_CONTACTS, PIPELINE, open_demo_crm, run_demo, send_welcomes, welcome_table
 from crmkit.errors import ConfigError
 from rich.console import Console
 
@@ -84,6 +86,42 @@ def test_demo_data_are_sane(demo):
         changes = uow.table("stage_changes")
         first, last = uow.connection.execute(sa.select(sa.func.min(changes.c.changed_at), sa.func.max(changes.c.changed_at))).one()
     assert (last - first).days > 30
+
+
+@pytest.mark.skipif(importlib.util.find_spec("crmkit_email") is None, reason="the welcome e-mails need crmkit-email installed")
+def test_welcome_emails_went_through_the_veto_chain_to_the_local_sink_and_the_counts_are_the_databases(demo):
+    crm, text = demo
+    printed = {name: cells[0] for name, cells in table_rows(text, "Welcome e-mails").items()}
+    messages = crm.messages.list(limit=None)
+    statuses = Counter(m["status"] for m in messages)
+    assert set(statuses) == {"sent", "vetoed"} and len(messages) == DEFAULT_CONTACTS  # one per contact, none left queued or failed
+    assert printed["Queued"] == printed["Sent"] == printed["Delivered to sink"] == str(statuses["sent"])
+    assert printed["Vetoed"] == str(statuses["vetoed"]) and printed["Failed"] == "0"
+    reasons = Counter(m["veto_reason"].split(" for ")[0].split(" (")[0] for m in messages if m["status"] == "vetoed")
+    assert {name: printed[name] for name in reasons} == {name: str(n) for name, n in reasons.items()}
+    assert {"consent: no granted consent", "consent: withdrawn", "suppressed: hard_bounce"} <= set(reasons)
+    # The veto chain, not the demo, decided: sent exactly to the contacts whose latest newsletter
+    # consent is a grant and whose address is not suppressed.
+    with crm.read() as uow:
+        c = uow.table("consents")
+        ledger = uow.connection.execute(sa.select(c.c.contact_id, c.c.status).order_by(c.c.recorded_at, c.c.id)).all()
+    latest = dict((row.contact_id, row.status) for row in ledger)
+    suppressed = {s["address"] for s in crm.messages.suppressions("email")}
+    allowed = {m["contact_id"] for m in messages if latest.get(m["contact_id"]) == "granted" and m["address"] not in suppressed}
+    assert {m["contact_id"] for m in messages if m["status"] == "sent"} == allowed
+    sent = next(m for m in messages if m["status"] == "sent")
+    contact = crm.contacts.get(sent["contact_id"])
+    assert sent["subject"] == f"Welcome, {contact.first_name}!" and sent["html"] is True and sent["ambiguous"] == 0
+
+
+def test_without_an_email_channel_offering_a_sink_the_welcome_step_says_it_was_skipped(crm_factory, monkeypatch):
+    monkeypatch.setenv("CRMKIT_DISABLE_PLUGINS", "email")
+    crm = crm_factory()
+    assert send_welcomes(crm) is None
+    console = Console(record=True, width=200)
+    console.print(welcome_table(None))
+    assert "skipped, no e-mail channel with a local SMTP sink is installed" in console.export_text()
+    assert crm.messages.list() == []
 
 
 def test_same_seed_tells_the_same_story(tmp_path):

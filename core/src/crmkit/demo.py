@@ -6,6 +6,13 @@ contacts arrive through ``crm.intake.submit``, deals are created and moved with
 twelve weeks), activities are logged with ``crm.activities.log``. The data come from a seeded
 :class:`random.Random`, so the same seed always tells the same story. It runs on embedded
 SQLite in a temporary directory (or one you name, to explore it afterwards): no server needed.
+
+Then every contact is sent a welcome e-mail through ``crm.messages`` — templated, through the
+veto chain (some demo contacts never gave consent, some withdrew it, a few addresses bounced
+before), queued and drained like a worker would — to an SMTP server started in this process.
+The core does not know about e-mail: it asks the installed ``email`` channel for a local
+stand-in (:class:`crmkit.channels.LocalSinkProvider`, which crmkit-email implements); without
+one the welcome step is skipped and says why.
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import phonenumbers
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 import crmkit
 from crmkit import reports
+from crmkit.channels import LocalSink, LocalSinkProvider
 from crmkit.config import CONFIG_FILENAME, load_config, render_default_config
 from crmkit.domain.values import utcnow
 from crmkit.errors import ConfigError
@@ -55,6 +64,17 @@ STAGE_ACTIVITY = {
 }
 LOST_REASONS = ("price", "chose a competitor", "no budget", "timing", "no response")
 SIMULATED = timedelta(weeks=12)
+#: What each new contact said about the newsletter on the form: consent granted, granted then
+#: withdrawn, or nothing recorded — with these weights; and the share of addresses that had
+#: hard-bounced before (on the suppression list).
+CONSENT_CHOICES = (("granted", 0.7), ("withdrawn", 0.1), (None, 0.2))
+BOUNCED_SHARE = 0.03
+WELCOME_PURPOSE = "newsletter"
+WELCOME_SUBJECT = "Welcome, {{ contact.first_name }}!"
+WELCOME_BODY = """<p>Hi {{ contact.first_name }},</p>
+<p>thanks for getting in touch{% if contact.job_title %} — we look forward to working with you as {{ contact.job_title }}{% endif %}.
+You will hear from us about once a month.</p>
+<p>The crmkit demo team</p>"""
 
 FIRST_NAMES = (
     "Ada", "Alan", "Amara", "Ana", "Ben", "Carla", "Chen", "Dana", "David", "Elena", "Emil", "Fatima", "Grace", "Hannah",
@@ -106,6 +126,20 @@ class _Story:
     deals: int = 0
     moves: int = 0
     activities: int = 0
+    consents: Counter[str] = attrs.field(factory=Counter)
+    bounced: list[tuple[str, str]] = attrs.field(factory=list)  # (contact id, address) that hard-bounced before
+
+
+@attrs.define
+class WelcomeReport:
+    """The welcome e-mails: what the queue said, what the drain did, what the sink received."""
+
+    sink: str
+    queued: int = 0
+    vetoed: Counter[str] = attrs.field(factory=Counter)  # by reason, at queueing and at sending
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
 
 
 def _phone(rng: random.Random) -> str:
@@ -147,6 +181,8 @@ def _contact_records(rng: random.Random, count: int, organizations: list[tuple[s
 
 def _populate(crm: CRM, rng: random.Random, contacts: int, now: datetime) -> _Story:
     story = _Story()
+    # Consent has its own random stream, so the sales story stays the same for a seed.
+    consent_rng = random.Random(rng.random())
     start = now - SIMULATED
     crm.pipelines.create(PIPELINE, SALES_STAGES)
     organizations = []
@@ -174,10 +210,63 @@ def _populate(crm: CRM, rng: random.Random, contacts: int, now: datetime) -> _St
             crm.activities.log_in(uow, {"kind": "form.submitted", "contact_id": contact.id, "channel": "webform",
                                         "direction": "inbound", "subject": "Contact form", "occurred_at": arrived})
             story.activities += 1
+            _record_consent(crm, uow, consent_rng, story, contact, arrived)
             deal = _open_deal(crm, uow, rng, story, contact, opened) if wants_deal else None
         if deal is not None:
             _work_deal(crm, rng, story, deal, now)
     return story
+
+
+def _record_consent(crm: CRM, uow: UnitOfWork, rng: random.Random, story: _Story, contact: Contact, at: datetime) -> None:
+    """The newsletter box on the form: ticked, ticked and later withdrawn, or left alone."""
+    (choice,) = rng.choices([c for c, _ in CONSENT_CHOICES], weights=[w for _, w in CONSENT_CHOICES])
+    story.consents[choice or "none"] += 1
+    if choice is not None:
+        crm.consents.record_in(uow, {"contact_id": contact.id, "channel": "email", "purpose": WELCOME_PURPOSE,
+                                     "status": "granted", "recorded_at": at, "source": "webform"})
+    if choice == "withdrawn":
+        crm.consents.record_in(uow, {"contact_id": contact.id, "channel": "email", "purpose": WELCOME_PURPOSE,
+                                     "status": "withdrawn", "recorded_at": at + timedelta(days=rng.uniform(1, 30)), "source": "preferences"})
+    if contact.email and rng.random() < BOUNCED_SHARE:
+        story.bounced.append((contact.id, contact.email))
+
+
+def send_welcomes(crm: CRM, bounced: Sequence[tuple[str, str]] = ()) -> WelcomeReport | None:
+    """Send every contact the welcome e-mail through ``crm.messages`` to the e-mail channel's
+    local stand-in, and drain the queue; None when no channel named ``email`` offers one.
+    ``bounced`` (contact id, address) pairs go on the suppression list first."""
+    channel = crm.messages.channels.get("email")
+    if not isinstance(channel, LocalSinkProvider):
+        return None
+    for contact_id, address in bounced:
+        crm.messages.suppress("email", address, "hard_bounce", contact_id=contact_id)
+    with channel.local_sink() as sink:
+        return _send_welcomes(crm, sink)
+
+
+def _send_welcomes(crm: CRM, sink: LocalSink) -> WelcomeReport:
+    report = WelcomeReport(sink=sink.description)
+    crm.messages.save_template("welcome", WELCOME_BODY, subject=WELCOME_SUBJECT, channel="email")
+    for contact in crm.contacts.list(limit=None):
+        if not contact.email:
+            continue
+        message = crm.messages.send(contact.id, "email", template="welcome", purpose=WELCOME_PURPOSE,
+                                    idempotency_key=f"demo-welcome:{contact.id}")
+        if message["status"] == "vetoed":
+            report.vetoed[_veto_kind(message["veto_reason"])] += 1
+        else:
+            report.queued += 1
+    drained = crm.messages.drain()  # what `crmkit worker` does; here in-process
+    report.sent, report.failed = drained.sent, drained.retrying + drained.dead
+    if drained.vetoed:
+        report.vetoed["vetoed when sending"] += drained.vetoed
+    report.delivered = sink.delivered()
+    return report
+
+
+def _veto_kind(reason: str | None) -> str:
+    """``consent: withdrawn for email / newsletter`` → ``consent: withdrawn``."""
+    return (reason or "unknown").split(" for ")[0].split(" (")[0]
 
 
 def _open_deal(crm: CRM, uow: UnitOfWork, rng: random.Random, story: _Story, contact: Contact, created: datetime) -> Deal:
@@ -266,6 +355,23 @@ def totals_table(story: _Story, funnel: reports.FunnelReport, weighted: reports.
     return grid
 
 
+def welcome_table(report: WelcomeReport | None) -> RenderableType:
+    """The welcome e-mails' outcomes (or why there were none), under a one-line heading."""
+    if report is None:
+        return Text("Welcome e-mails: skipped, no e-mail channel with a local SMTP sink is installed (pip install crmkit-email)")
+    table = Table()
+    table.add_column("Outcome")
+    table.add_column("Messages", justify="right")
+    table.add_row("Queued", str(report.queued))
+    table.add_row("Sent", str(report.sent))
+    table.add_row("Delivered to sink", str(report.delivered))
+    table.add_row("Vetoed", str(sum(report.vetoed.values())))
+    for reason, count in sorted(report.vetoed.items()):
+        table.add_row(f"  {reason}", str(count))
+    table.add_row("Failed", str(report.failed))
+    return Group(Text(f"Welcome e-mails, sent through crm.messages to {report.sink} (started by the demo)"), table)
+
+
 def open_demo_crm(directory: Path, plugins: Sequence[object] = (), *, dispatch_inline: bool = True) -> CRM:
     """Open the demo CRM in ``directory`` from its ``crmkit.toml``.
 
@@ -299,8 +405,11 @@ def _run(directory: Path, console: Console, *, seed: int, contacts: int, keep: b
     began = time.perf_counter()
     # Events wait in the outbox and are delivered in one drain at the end, as a worker would:
     # dispatching each of ~1,500 small commits on its own would double the demo's run time.
-    with console.status("Generating twelve weeks of sales history…"), open_demo_crm(directory, [counter], dispatch_inline=False) as crm:
-        story = _populate(crm, random.Random(seed), contacts, utcnow())
+    with open_demo_crm(directory, [counter], dispatch_inline=False) as crm:
+        with console.status("Generating twelve weeks of sales history…"):
+            story = _populate(crm, random.Random(seed), contacts, utcnow())
+        with console.status("Sending welcome e-mails to a local SMTP server…"):
+            welcome = send_welcomes(crm, story.bounced)
         crm.events.drain()
         funnel = reports.funnel(crm, PIPELINE)
         weighted = reports.weighted_pipeline(crm, PIPELINE)
@@ -309,6 +418,7 @@ def _run(directory: Path, console: Console, *, seed: int, contacts: int, keep: b
 
     console.print(funnel_table(funnel))
     console.print(weighted_table(weighted))
+    console.print(welcome_table(welcome))
     console.print(totals_table(story, funnel, weighted, contact_count, sum(counter.types.values()), elapsed))
     if keep:
         console.print(f"The CRM stays in {directory}; explore it with: CRMKIT_CONFIG={directory / CONFIG_FILENAME} crmkit deals history DEAL_ID")

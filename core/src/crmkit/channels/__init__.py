@@ -9,9 +9,14 @@ from crmkit.channels.protocol import (
     Channel,
     DeliveryReceipt,
     InboundMessage,
+    LocalSink,
+    LocalSinkProvider,
     OutboundMessage,
     SendResult,
     SendStatus,
 )
 
-__all__ = ["Capabilities", "Channel", "DeliveryReceipt", "InboundMessage", "OutboundMessage", "SendResult", "SendStatus"]
+__all__ = [
+    "Capabilities", "Channel", "DeliveryReceipt", "InboundMessage", "LocalSink", "LocalSinkProvider", "OutboundMessage", "SendResult",
+    "SendStatus",
+]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -158,4 +159,26 @@ class Channel(Protocol):
 
     def parse_callback(self, payload: Mapping[str, Any]) -> list[DeliveryReceipt]:
         """Turn a provider's status callback payload into delivery receipts."""
+        ...
+
+
+class LocalSink(Protocol):
+    """An in-process stand-in for a channel's provider (an SMTP server on 127.0.0.1 …)."""
+
+    #: Where it listens, for people ("SMTP on 127.0.0.1:40123").
+    description: str
+
+    def delivered(self) -> int:
+        """How many messages it has accepted so far."""
+        ...
+
+
+@runtime_checkable
+class LocalSinkProvider(Protocol):
+    """Optional for a channel: it can start a local stand-in for its provider and send there.
+    ``crmkit demo`` uses it to send its welcome messages for real without reaching anyone; the
+    channel must go back to its configured provider when the context exits."""
+
+    def local_sink(self) -> AbstractContextManager[LocalSink]:
+        """Start the stand-in and point this channel at it for the ``with`` block."""
         ...

@@ -16,12 +16,15 @@ trip per kill, and every copy it can produce is counted.
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import attrs
 from crmkit.channels import Capabilities, DeliveryReceipt, InboundMessage, OutboundMessage, SendResult
 from crmkit.channels.templates import looks_like_html
 from crmkit.errors import CRMError
@@ -38,6 +41,9 @@ if TYPE_CHECKING:
     from crmkit.domain import Contact
 
 NAME = "email"
+#: Stand-ins :meth:`EmailChannel.local_sink` uses when the settings have none.
+LOCAL_FROM = "hello@crmkit-demo.example"
+LOCAL_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
 class EmailChannel:
@@ -147,3 +153,42 @@ class EmailChannel:
     def close(self) -> None:
         if self.sender is not None:
             self.sender.close()
+
+    # --- a local stand-in (crmkit.channels.LocalSinkProvider) ----------------------------
+
+    @contextlib.contextmanager
+    def local_sink(self) -> Iterator[LocalSmtp]:
+        """Run an aiosmtpd server on 127.0.0.1 (a free port) and send there for the ``with``
+        block (``crmkit demo``): the configured relay is never contacted. Settings a real
+        send needs but a demo may lack — a From address, unsubscribe links — get stand-ins;
+        the configured settings come back when the block ends."""
+        from crmkit_email.testing import SmtpSink
+
+        configured = self._settings
+        base = configured or EmailSettings()
+        with SmtpSink() as sink:
+            self.configure(attrs.evolve(
+                base, host=sink.host, port=sink.port, security="none", username="", password="", ca_file="",
+                from_address=base.from_address or LOCAL_FROM, public_url=base.public_url or LOCAL_PUBLIC_URL,
+                unsubscribe_secret=base.unsubscribe_secret or secrets.token_urlsafe(24), throttle_per_second=0.0,
+            ), sorted(self._transactional))
+            try:
+                yield LocalSmtp(sink)
+            finally:
+                if configured is not None:
+                    self.configure(configured, sorted(self._transactional))
+                else:
+                    self.close()
+                    self._settings = self.sender = self.throttle = None
+
+
+class LocalSmtp:
+    """What :meth:`EmailChannel.local_sink` yields: the running server, and its count."""
+
+    def __init__(self, sink: Any):
+        self.sink = sink
+        self.description = f"SMTP (aiosmtpd) on {sink.host}:{sink.port}"
+
+    def delivered(self) -> int:
+        with self.sink.lock:
+            return len(self.sink.deliveries)
