@@ -50,6 +50,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crmkit.cli.report_commands",
     "crmkit.cli.serve_commands",
     "crmkit.cli.worker_commands",
+    "crmkit.cli.messages_commands",
 )
 
 T = TypeVar("T")

@@ -263,12 +263,17 @@ class MessageService:
             raise NotFound("message", message_id)
         return dict(row._mapping)
 
-    def list(self, *, contact_id: str | None = None, status: str | None = None, channel: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list(self, *, contact_id: str | None = None, status: str | None = None, channel: str | None = None,
+             ambiguous: bool | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
+        """Messages, newest first. ``ambiguous=True``: only those handed over at least once
+        without an answer (their recipient may hold a second copy); False: only the others."""
         m = self.table("messages")
         stmt = sa.select(m).order_by(m.c.created_at.desc(), m.c.id.desc()).limit(limit)
         for column, value in (("contact_id", contact_id), ("status", status), ("channel", channel)):
             if value is not None:
                 stmt = stmt.where(m.c[column] == value)
+        if ambiguous is not None:
+            stmt = stmt.where(m.c.ambiguous > 0 if ambiguous else m.c.ambiguous == 0)
         with self.crm.read() as uow:
             return [dict(r._mapping) for r in uow.connection.execute(stmt)]  # type: ignore[union-attr]
 
