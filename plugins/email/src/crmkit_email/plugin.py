@@ -65,7 +65,14 @@ def crmkit_register_metrics(register: Callable[[Any], None]) -> None:
 def crmkit_register_tables(metadata: sa.MetaData, register: Callable[[sa.Table], None]) -> None:
     from crmkit_email.imap import define_table
 
-    register(define_table(metadata))  # IMAP polling's UID bookkeeping (created by crmkit db upgrade)
+    register(define_table(metadata))  # IMAP polling's UID bookkeeping
+
+
+@hookimpl
+def crmkit_register_migrations(register: Callable[[str, str], None]) -> None:
+    from pathlib import Path
+
+    register("crmkit_email", str(Path(__file__).with_name("migrations")))  # crmkit db upgrade creates the table
 
 
 @hookimpl
