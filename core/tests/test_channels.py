@@ -181,6 +181,40 @@ def _deal(crm, contact_id: str):
     return crm.deals.create({"title": "Renewal", "pipeline": pipeline.id, "contact_id": contact_id, "amount": "1200.00"})
 
 
+class HtmlChannel(RecordingChannel):
+    capabilities = Capabilities(subject=True, html=True)
+
+
+@pytest.fixture
+def html_crm(crm_factory):
+    plugin = ChannelPlugin(HtmlChannel("email"), RecordingChannel("push"))
+    return crm_factory(plugins=[plugin]), plugin
+
+
+def test_html_bodies_are_autoescaped_text_bodies_and_subjects_are_not(html_crm):
+    crm, _ = html_crm
+    evil = person(crm, first_name="<script>alert(1)</script>", last_name="O'Brien & <b>Sons</b>", purpose="transactional")
+    html = crm.messages.send(evil.id, "email", subject="Hi {{ contact.first_name }}", purpose="transactional",
+                             body="<p>Hello {{ contact.first_name }} {{ contact.last_name }}</p>")
+    assert html["html"] is True
+    assert html["body"] == "<p>Hello &lt;script&gt;alert(1)&lt;/script&gt; O&#39;Brien &amp; &lt;b&gt;Sons&lt;/b&gt;</p>"
+    assert html["subject"] == "Hi <script>alert(1)</script>"  # a header, not markup
+    text = crm.messages.send(evil.id, "email", body="Hello {{ contact.last_name }}", purpose="transactional")
+    # A text template stays text even though the rendered name looks like a tag: nothing it
+    # contains can turn the message into HTML.
+    assert (text["html"], text["body"]) == (False, "Hello O'Brien & <b>Sons</b>")
+    # |safe is the template author's explicit choice, and still only for what the author wrote.
+    trusted = crm.messages.send(evil.id, "email", purpose="transactional", body="<p>{{ '<b>Hi</b>' | safe }} {{ contact.first_name }}</p>")
+    assert trusted["body"] == "<p><b>Hi</b> &lt;script&gt;alert(1)&lt;/script&gt;</p>"
+
+
+def test_a_channel_without_html_renders_every_body_as_text(html_crm):
+    crm, _ = html_crm
+    contact = crm.contacts.create({"first_name": "Tom & Jerry", "email": "tj@example.org"})
+    push = crm.messages.send(contact.id, "push", body="<p>Hi {{ contact.first_name }}</p>", purpose="transactional")
+    assert (push["html"], push["body"]) == (False, "<p>Hi Tom & Jerry</p>")
+
+
 def test_a_direct_body_is_checked_like_a_template(crm, plugin):
     ada = person(crm)
     with pytest.raises(ValidationFailed) as failure:
