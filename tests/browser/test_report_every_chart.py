@@ -52,7 +52,9 @@ class HouseNps:
 def dashboard(tmp_path_factory):
     directory = tmp_path_factory.mktemp("every-chart")
     now = utcnow()
-    with crmkit.open(f"sqlite:///{directory / 'crm.db'}", plugins=[HouseNps()], migrate=True) as crm:
+    # Installed plugins (crmkit-email's open and click rates …) are left out: their charts have
+    # no data here, and the check is about the charts of the core and of a plugin given data.
+    with crmkit.open(f"sqlite:///{directory / 'crm.db'}", plugins=[HouseNps()], migrate=True, load_entry_points=False) as crm:
         for channel, spend in (("webform", "1200"), ("referral", "300"), ("event", "2500"), ("ads", "4000")):
             crm.campaigns.create({"name": f"{channel} push", "channel": channel, "spend": spend, "currency": "USD",
                                   "starts_on": (now - timedelta(weeks=10)).date().isoformat()})
