@@ -118,9 +118,13 @@ def setup_features(crm: Any, receiver: Receiver) -> None:
          "purpose": "marketing"}]})
 
 
-def spread(crm: Any, client: Any, who: dict[str, str], n: int) -> str:
-    """Spread one person through every feature; return their contact id."""
+def spread(crm: Any, client: Any, who: dict[str, str], n: int, copy_to: str | None = None) -> str:
+    """Spread one person through every feature; return their contact id. ``copy_to``: an
+    address their reply is also sent to (another person's)."""
     name = f"{who['first']} {who['last']}"
+    # Before they are a contact: HELP from their number (logged on no contact, answered).
+    handle_inbound(crm, "twilio", {"MessageSid": f"SMhelp{n}", "From": who["phone"], "To": OUR_NUMBER, "Body": "HELP",
+                                   "AccountSid": ACCOUNT_SID})
     contact = crm.intake.submit({"first_name": who["first"], "last_name": who["last"], "email": who["email"],
                                  "phone": who["written_phone"], "job_title": f"Head of {who['last']} Labs",
                                  "address": {"street": f"1 {who['last']} Way", "city": "Springfield", "postcode": "90210"},
@@ -154,7 +158,8 @@ def spread(crm: Any, client: Any, who: dict[str, str], n: int) -> str:
     assert sent["status"] == "sent", sent
     for sender, text in ((who["email"], f"Thanks! {who['first']}"), (who["other_email"], f"Also me, {name}")):
         reply = EmailMessage()
-        reply["From"], reply["To"], reply["Subject"] = f"{name} <{sender}>", "news@shop.example", f"Re: Welcome, {who['first']}"
+        reply["From"], reply["Subject"] = f"{name} <{sender}>", f"Re: Welcome, {who['first']}"
+        reply["To"] = ", ".join(["news@shop.example", *([copy_to] if copy_to else [])])
         reply["Message-ID"] = make_msgid(domain="erase-me.example" if "erase" in sender else "keep-me.example")
         reply.set_content(f"{text}\n-- \n{name}\n{who['written_phone']}")
         assert receive_email(crm, reply.as_bytes()).kind in ("activity", "lead")
@@ -208,11 +213,11 @@ def test_after_erase_no_table_holds_the_persons_email_phone_or_names(spread_crm,
     app = create_app(crm)
     with api_client(crm, app=app) as client:
         erased_id = spread(crm, client, PERSON, 1)
-        kept_id = spread(crm, client, CONTROL, 2)
+        kept_id = spread(crm, client, CONTROL, 2, copy_to=PERSON["email"])
         # The spreading reached where it should (else the scan below would prove little).
         export = client.get(f"/contacts/{erased_id}/personal-data").json()
         assert {"activities", "deals", "tasks", "consents", "messages", "audit_log", "webhook_deliveries", "merges",
-                "segments", "automation_runs", "sequence_enrollments"} <= set(export), sorted(export)
+                "segments", "automation_runs", "sequence_enrollments", "email_mentions", "sms_mentions"} <= set(export), sorted(export)
         assert len(smtp.deliveries) >= 4 and len(twilio.messages) >= 2 and receiver.bodies
         before = scan(crm.backend.engine, PERSON)
         assert {entry.split(":")[0] for entry in before} >= {"contacts.email", "messages.body", "outbox_events.data",
@@ -233,3 +238,35 @@ def test_after_erase_no_table_holds_the_persons_email_phone_or_names(spread_crm,
     # The record of the erasure remains, with nothing personal in it.
     erased_events = [json.loads(json.dumps(e.changes)) for e in crm.audit.query(subject_id=erased_id, type="contact.erased")]
     assert erased_events == [{}]
+
+
+def test_an_erased_persons_opt_outs_still_apply_to_their_address_until_they_consent_again(crm_factory, tmp_path, servers):
+    smtp, _, _ = servers
+    config = tmp_path / "crmkit.toml"
+    config.write_text(tomli_w.dumps({"crmkit": {"database": f"sqlite:///{tmp_path / 'optout.db'}"}, "plugins": {"email": {
+        "host": smtp.host, "port": smtp.port, "security": "none", "from_address": "news@shop.example",
+        "public_url": "https://crm.shop.example", "unsubscribe_secret": "scan-unsubscribe-secret-0123456789"}}}))
+    crm = crm_factory(str(config))
+    bounced = crm.contacts.create({"first_name": "Zebulon", "email": PERSON["email"]})
+    unsubscribed = crm.contacts.create({"first_name": "Philippa", "email": CONTROL["email"]})
+    crm.messages.suppress("email", PERSON["email"], "hard_bounce", contact_id=bounced.id)
+    crm.messages.suppress("email", CONTROL["email"], "unsubscribed")  # on no contact: found by its address
+    crm.privacy.erase(bounced.id)
+    crm.privacy.erase(unsubscribed.id)
+    assert not scan(crm.backend.engine, PERSON) and not scan(crm.backend.engine, CONTROL)
+    assert sorted(s["reason"] for s in crm.messages.suppressions()) == ["hard_bounce", "unsubscribed"]
+
+    again = crm.contacts.create({"first_name": "Zeb", "email": PERSON["email"].upper()})
+    vetoed = crm.messages.send(again.id, "email", body="Your receipt", purpose="transactional")
+    assert vetoed["status"] == "vetoed" and "suppressed before an erasure: hard_bounce" in vetoed["veto_reason"]
+    # An unsubscribe does not stop transactional mail, before an erasure or after it.
+    other = crm.contacts.create({"first_name": "Pip", "email": CONTROL["email"]})
+    receipt = crm.messages.send(other.id, "email", body="Your receipt", purpose="transactional")
+    assert receipt["status"] == "sent", receipt
+    crm.consents.record({"contact_id": other.id, "channel": "email", "purpose": "marketing", "status": "granted"})
+    # Consent given after the erasure lifts the old opt-out.
+    crm.consents.record({"contact_id": again.id, "channel": "email", "purpose": "marketing", "status": "granted"})
+    for recipient in (again, other):
+        news = crm.messages.send(recipient.id, "email", body="News", purpose="marketing")
+        assert news["status"] == "sent", news
+    assert sorted(d.rcpt_tos[0] for d in smtp.deliveries) == sorted([CONTROL["email"], CONTROL["email"], PERSON["email"]])

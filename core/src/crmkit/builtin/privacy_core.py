@@ -13,6 +13,7 @@ from crmkit.app import CRM
 from crmkit.domain import Contact
 from crmkit.domain.values import LifecycleStage, utcnow
 from crmkit.plugins import hookimpl
+from crmkit.privacy import ERASED, addresses_of, erase_mentions_in
 from crmkit.serialize import to_jsonable
 from crmkit.storage.uow import UnitOfWork
 
@@ -21,8 +22,6 @@ PERSONAL_COLUMNS = (
     "first_name", "last_name", "email", "phone", "address_street", "address_city", "address_region",
     "address_postcode", "address_country", "birth_date", "account_number", "job_title", "location",
 )
-#: What erased text is replaced with.
-ERASED = "[erased]"
 #: A stored API response that held the person's data answers a replay with this instead.
 ERASED_RESPONSE = {"body": {"error": {"code": "erased", "message": "the response to this request held personal data that has "
                                       "since been erased; it is not replayed", "issues": []}}, "headers": {}}
@@ -72,6 +71,9 @@ def crmkit_erase_personal_data(contact: Contact, uow: UnitOfWork) -> None:
     outbox = t["outbox_events"]
     conn.execute(sa.update(outbox).where(sa.or_(outbox.c.subject_id == contact.id, sa.cast(outbox.c.data, sa.Text).contains(contact.id)))
                  .values(data={"erased": True}))
+    # … and events about other records that name the person's address (a message they were
+    # copied on, a text from their number logged on no contact).
+    erase_mentions_in(conn, outbox, outbox.c.data, outbox.c.id, addresses_of(contact))
     # Responses kept for Idempotency-Key replays (24 hours) may hold the record.
     kept = t["idempotency_keys"]
     conn.execute(sa.update(kept).where(sa.cast(kept.c.response, sa.Text).contains(contact.id)).values(status=410, response=ERASED_RESPONSE))

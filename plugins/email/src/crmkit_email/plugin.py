@@ -11,6 +11,7 @@ from crmkit import hookimpl
 from crmkit.errors import ConfigError
 
 from crmkit_email.channel import EmailChannel
+from crmkit_email.privacy import crmkit_erase_personal_data, crmkit_export_personal_data  # noqa: F401 - hook implementations
 from crmkit_email.settings import EmailSettings
 
 if TYPE_CHECKING:

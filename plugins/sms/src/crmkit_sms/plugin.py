@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from crmkit import hookimpl
 
 from crmkit_sms.channel import SmsChannel
+from crmkit_sms.privacy import crmkit_erase_personal_data, crmkit_export_personal_data  # noqa: F401 - hook implementations
 from crmkit_sms.settings import SmsSettings
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ from crmkit.builtin.audit import log
 from crmkit.builtin.audit.tables import audit_table
 from crmkit.domain import Contact, Event
 from crmkit.plugins import hookimpl
+from crmkit.privacy import addresses_of, erase_mentions_in
 from crmkit.serialize import to_jsonable
 from crmkit.storage.uow import UnitOfWork
 
@@ -58,3 +59,7 @@ def crmkit_export_personal_data(contact: Contact, crm: CRM) -> dict[str, Any] | 
 @hookimpl
 def crmkit_erase_personal_data(contact: Contact, uow: UnitOfWork) -> None:
     log.erase(uow, contact.id)
+    # Entries about other records may name the person's address (a message they were copied on).
+    table = uow.table(log.TABLE)
+    assert uow.connection is not None
+    erase_mentions_in(uow.connection, table, table.c.changes, table.c.seq, addresses_of(contact))

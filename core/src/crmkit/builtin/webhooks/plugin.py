@@ -15,6 +15,7 @@ from crmkit.builtin.webhooks.service import EVENT_TYPES, SECTION, Webhooks, reda
 from crmkit.builtin.webhooks.tables import DELIVERIES, webhook_tables
 from crmkit.domain import Contact, Event
 from crmkit.plugins import hookimpl
+from crmkit.privacy import addresses_of, erase_mentions_in
 from crmkit.serialize import to_jsonable
 from crmkit.storage.uow import UnitOfWork
 
@@ -87,4 +88,7 @@ def crmkit_export_personal_data(contact: Contact, crm: CRM) -> dict[str, Any] | 
 @hookimpl
 def crmkit_erase_personal_data(contact: Contact, uow: UnitOfWork) -> None:
     assert uow.connection is not None
-    redact_deliveries(uow.connection, uow.table(DELIVERIES), contact.id)
+    deliveries = uow.table(DELIVERIES)
+    redact_deliveries(uow.connection, deliveries, contact.id)
+    # Payloads about other records may name the person's address (a message they were copied on).
+    erase_mentions_in(uow.connection, deliveries, deliveries.c.payload, deliveries.c.id, addresses_of(contact))
