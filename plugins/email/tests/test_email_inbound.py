@@ -161,3 +161,22 @@ def test_automatic_mail_from_strangers_creates_no_lead_but_known_senders_keep_it
     ooo["Auto-Submitted"] = "auto-replied"
     deliver(port, ooo)
     assert [a.subject for a in crm.activities.for_contact(ada.id)] == ["Out of office"]
+
+
+def test_an_unknown_sender_is_one_lead_on_every_database_even_when_redelivered(email_crm, database_url):
+    """The issue's acceptance test on SQLite, PostgreSQL and MariaDB: the lead and its activity
+    are keyed on the sender and the Message-ID in the database, not in the listener's memory —
+    a second listener (another process, after a restart) receiving the same message adds nothing."""
+    crm = email_crm(database_url)
+    question = mail("Ada Lovelace <ada@engine.example>", "A question", "Do you ship abroad?", message_id="<redelivered@engine.example>")
+    for _ in range(2):  # the sending server retried after our listener restarted
+        port = free_port()
+        server = listener(crm, "127.0.0.1", port)
+        server.start()
+        try:
+            deliver(port, question)
+        finally:
+            server.stop()
+    [lead] = crm.contacts.list(limit=None)
+    assert lead.email == "ada@engine.example" and lead.lifecycle_stage.value == "lead"
+    assert [(a.kind, a.external_id) for a in crm.activities.for_contact(lead.id)] == [("email.received", "<redelivered@engine.example>")]
