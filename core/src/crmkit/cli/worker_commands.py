@@ -118,10 +118,7 @@ def worker_command() -> click.Command:
                     f"{' (until empty)' if once else ''}")
             with _graceful_signals(runner.stop):
                 stats = runner.run(once=once, max_jobs=max_jobs)
-        emit(as_json, stats.as_dict(), lambda: say(
-            f"Worker done: {stats.events} event(s) dispatched; messages sent {stats.sent}, vetoed {stats.vetoed}, "
-            f"deferred {stats.deferred}, retrying {stats.retrying}, dead {stats.dead}"
-            + (f"; {stats.released} handed back unsent" if stats.released else "")))
+        emit(as_json, stats.as_dict(), lambda: say(_summary(stats.as_dict())))
 
     return worker
 
@@ -148,14 +145,19 @@ def _run_redis(crm: Any, open_crm: Callable[[], Any], settings: WorkerSettings, 
     relayed = stats.get("relay")
 
     def text() -> None:
-        say(f"Worker done: {stats['events']} event(s) dispatched; messages sent {stats['sent']}, vetoed {stats['vetoed']}, "
-            f"deferred {stats['deferred']}, retrying {stats['retrying']}, dead {stats['dead']}"
-            + (f"; {stats['released']} handed back unsent" if stats["released"] else "")
-            + (f"; {stats['skipped']} task row(s) already taken" if stats["skipped"] else ""))
+        say(_summary(stats))
         if relayed:
             say(f"Relay: {relayed['events']} event(s) and {relayed['messages']} message(s) enqueued in {relayed['passes']} pass(es)")
 
     emit(as_json, stats, text)
+
+
+def _summary(stats: dict[str, Any]) -> str:
+    """What a worker did, in one line (both modes)."""
+    return (f"Worker done: {stats['events']} event(s) dispatched; messages sent {stats['sent']}, vetoed {stats['vetoed']}, "
+            f"deferred {stats['deferred']}, retrying {stats['retrying']}, dead {stats['dead']}"
+            + (f"; {stats['released']} handed back unsent" if stats["released"] else "")
+            + (f"; {stats['skipped']} task row(s) already taken" if stats.get("skipped") else ""))
 
 
 @hookimpl
