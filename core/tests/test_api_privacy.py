@@ -126,3 +126,14 @@ def test_endpoints_are_documented(crm):
     assert {"$ref": "#/components/parameters/IdempotencyKey"} in erase["parameters"]
     assert {"$ref": "#/components/parameters/IfMatch"} in erase["parameters"]
     assert {"403", "404", "412"} <= set(erase["responses"])
+
+
+def test_a_kept_idempotent_response_holding_the_person_is_not_replayed_after_erasure(crm):
+    with api_client(crm) as client:
+        created = client.post("/contacts", json={"email": "grace@example.com", "first_name": "Grace"}, headers={"Idempotency-Key": "k1"})
+        assert created.status_code == 201
+        assert client.delete(path(created.json()["id"])).status_code == 200
+        replay = client.post("/contacts", json={"email": "grace@example.com", "first_name": "Grace"}, headers={"Idempotency-Key": "k1"})
+        assert replay.status_code == 410 and replay.json()["error"]["code"] == "erased"
+        assert "grace" not in replay.text.lower()
+    assert [c.email for c in crm.contacts.list()] == [None]  # the replay did not bring the person back
