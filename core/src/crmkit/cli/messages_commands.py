@@ -72,7 +72,7 @@ def messages_group() -> click.Group:
     @pass_crm
     def retry(crm: Any, message_ids: tuple[str, ...], as_json: bool) -> None:
         """Give dead letters a new set of attempts (after fixing the cause); the worker, or
-        ``crmkit messages drain``, sends them."""
+        crmkit messages drain, sends them."""
         done = [crm.messages.requeue(message_id) for message_id in message_ids]
         emit(as_json, done, lambda: say(f"{len(done)} message(s) queued again: {', '.join(m['id'] for m in done)}"))
 
@@ -81,7 +81,7 @@ def messages_group() -> click.Group:
     @json_option
     @pass_crm
     def drain(crm: Any, limit: int | None, as_json: bool) -> None:
-        """Send every message that is due now, once (``crmkit worker`` keeps doing it)."""
+        """Send every message that is due now, once (crmkit worker keeps doing it)."""
         report = crm.messages.drain(limit=limit)
         emit(as_json, report, lambda: say(f"Sent {report.sent}, vetoed {report.vetoed}, deferred {report.deferred}, "
                                            f"retrying {report.retrying}, dead {report.dead}"))
