@@ -153,8 +153,9 @@ def crmkit_register_routes(register: Callable[[Any], None]) -> None:
     :param register: ``register(handler)`` with a Litestar route handler (a function decorated
         with ``litestar.get``, ``litestar.post`` …) or a ``litestar.Router``. A handler gets the
         CRM as a ``crm: litestar.di.NamedDependency[Any]`` parameter;
-        ``crmkit.api.auth.require(request, "contacts:read")``
-        checks the caller's key for a scope and returns it. A method and path the core or another
+        ``crmkit.api.auth.require(request, "contacts:read", record=contact)``
+        checks the caller's key for a scope (and, given a record, the record-level rules:
+        a record out of reach is a 404) and returns it. A method and path the core or another
         plugin serves already is an error naming the plugin.
     :return: None.
     """
@@ -215,8 +216,8 @@ def crmkit_before_commit(uow: UnitOfWork, events: list[Event], crm: CRM) -> None
 def crmkit_worker_tick(crm: CRM, now: datetime) -> None:
     """Do time-driven work (steps falling due, scheduled checks) from the background worker.
 
-    Called by the worker (``crmkit worker``) once per pass, with each implementation on its
-    own: one that raises is logged with the plugin's name and the worker carries on. Several
+    Called by the worker (``crmkit worker``; in Redis mode by its relays, not the queue's
+    consumers) once per pass, with each implementation on its own: one that raises is logged with the plugin's name and the worker carries on. Several
     workers may call it at the same moment, so an implementation must be safe to run
     concurrently and repeatedly (claim work with a lease or make each effect idempotent).
 
