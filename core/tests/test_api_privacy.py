@@ -25,9 +25,9 @@ def path(contact_id: str) -> str:
     return f"/contacts/{contact_id}/personal-data"
 
 
-def test_export_is_the_cli_export_for_any_key_that_may_read_the_contact(crm, ada):
+def test_export_is_the_cli_export_for_any_key_that_may_read_the_contact_and_its_personal_data(crm, ada):
     app = create_app(crm)
-    for role, scopes in (("admin", ()), ("read_only", ()), ("integration", ["contacts:read"])):
+    for role, scopes in (("admin", ()), ("agent", ()), ("integration", ["contacts:read", "personal_data:read"])):
         with api_client(crm, role, scopes=scopes, app=app) as client:
             response = client.get(path(ada.id))
             assert response.status_code == 200, (role, response.text)
@@ -36,6 +36,11 @@ def test_export_is_the_cli_export_for_any_key_that_may_read_the_contact(crm, ada
             assert {k: v for k, v in body.items() if k != "exported_at"} == {k: v for k, v in expected.items() if k != "exported_at"}
             assert body["contact"]["email"] == "ada@example.com" and body["activities"][0]["subject"] == "Met Ada at the fair"
             assert body["consents"][0]["evidence"]["form"] == "fair sign-up" and "audit_log" in body
+    # The export holds what such keys may not see on the contact itself (phone, birth date, address).
+    for role, scopes in (("read_only", ()), ("integration", ["contacts:read"])):
+        with api_client(crm, role, scopes=scopes, app=app) as client:
+            hidden = client.get(path(ada.id))
+            assert hidden.status_code == 403 and "personal_data:read" in hidden.json()["error"]["message"], role
     with api_client(crm, "integration", scopes=["deals:read"], app=app) as client:
         refused = client.get(path(ada.id))
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"

@@ -24,13 +24,14 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
 from crmkit.api import openapi as doc
-from crmkit.api.auth import principal
+from crmkit.api.auth import authorize, principal
 from crmkit.api.concurrency import expected_version
 from crmkit.api.errors import ApiError
 from crmkit.api.keys import ApiKey
 from crmkit.api.pagination import read_query
 from crmkit.api.resources import Api, Resource
 from crmkit.api.schemas import JsonSchema, object_schema
+from crmkit.api.visibility import PERSONAL_DATA
 from crmkit.domain import Role
 from crmkit.privacy import Erasure
 from crmkit.serialize import to_jsonable
@@ -84,11 +85,14 @@ def routes(api: Api, contacts: Resource) -> list[HTTPRouteHandler]:
     @get(PATH, sync_to_thread=True, operation_id="export_personal_data", operation_class=doc.operation(
         "Export everything held about a person", tag=TAG, errors=(400, 401, 403, 404),
         ok={200: doc.json_response("Everything the core and every plugin holds about the person.", EXPORT_SCHEMA)},
-        description="The same JSON as `crmkit privacy export`. Needs read rights on the contact.",
+        description="The same JSON as `crmkit privacy export`. Needs read rights on the contact and the scope "
+                    "`personal_data:read` (the export holds the fields hidden from keys without it: phone, birth date, "
+                    "address, and their copies in the audit log).",
     ))
     def export_personal_data(request: Request[Any, Any, Any], id: FromPath[str]) -> Response[Any]:  # noqa: A002 - the path's name
         read_query(request.query_params, {})
         contact = contacts.load(crm, principal(request), id, "read")
+        authorize(principal(request), "read", PERSONAL_DATA)
         return Response(crm.privacy.export(contact.id))
 
     @delete(PATH, sync_to_thread=True, status_code=200, operation_id="erase_personal_data", operation_class=doc.operation(
