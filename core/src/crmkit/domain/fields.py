@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from crmkit.domain import values
-from crmkit.errors import ValidationFailed
+from crmkit.errors import FieldIssue, ValidationFailed
 
 Parser = Callable[[Any, str], Any]
 
@@ -158,7 +158,7 @@ def mapping(value: Any, field: str) -> dict[str, Any]:
 
 def nested(cls: type, specs: Iterable[FieldSpec]) -> Parser:
     """Parse a nested object (e.g. an address) with its own field specs."""
-    spec_list = list(specs)
+    parser = FieldParser(specs)  # built once per spec list, not once per value
 
     def parse(value: Any, field: str) -> Any:
         if value in (None, ""):
@@ -167,9 +167,56 @@ def nested(cls: type, specs: Iterable[FieldSpec]) -> Parser:
             return value
         if not isinstance(value, Mapping):
             raise ValidationFailed.single(field, "invalid_type", "must be an object")
-        return cls(**parse_input(value, spec_list, prefix=f"{field}."))
+        return cls(**parser.parse(value, prefix=f"{field}."))
 
     return parse
+
+
+class FieldParser:
+    """A list of field specs made ready for parsing many records.
+
+    Validating a bulk import calls this once per row, so what depends only on the specs (the
+    by-name lookup, the read-only names) is built once, and each field's parser is called
+    directly rather than through an :class:`~crmkit.domain.values.IssueCollector`. The checks,
+    their order and the issues reported are exactly :func:`parse_input`'s, which uses this.
+    """
+
+    __slots__ = ("_by_name", "_specs", "_blocked")
+
+    def __init__(self, specs: Iterable[FieldSpec], read_only: Iterable[str] = ()) -> None:
+        self._by_name = {s.name: s for s in specs}
+        self._specs = tuple(self._by_name.values())
+        self._blocked = frozenset(read_only)
+
+    def parse(self, data: Mapping[str, Any], *, partial: bool = False, prefix: str = "") -> dict[str, Any]:
+        """Clean values of ``data``, or :class:`ValidationFailed` with every issue found
+        (see :func:`parse_input` for ``partial`` and ``prefix``)."""
+        issues: list[FieldIssue] = []
+        by_name, blocked = self._by_name, self._blocked
+        for key in data:
+            if key in blocked:
+                issues.append(FieldIssue(prefix + key, "read_only", "is read-only"))
+            elif key not in by_name:
+                issues.append(FieldIssue(prefix + key, "unknown_field", "is not a field of this record"))
+        clean: dict[str, Any] = {}
+        for spec in self._specs:
+            name = spec.name
+            if name not in data:
+                if spec.required and not partial:
+                    issues.append(FieldIssue(prefix + name, "required", "is required"))
+                continue
+            field = prefix + name
+            try:
+                result = spec.parse(data[name], field)
+            except ValidationFailed as exc:
+                issues.extend(exc.issues)
+                result = None
+            if result is None and spec.required and not any(i.field == field for i in issues):
+                issues.append(FieldIssue(field, "required", "is required and cannot be empty"))
+            clean[name] = result
+        if issues:
+            raise ValidationFailed(issues)
+        return clean
 
 
 def parse_input(
@@ -187,23 +234,4 @@ def parse_input(
     :param read_only: names a caller may see but not write (``id``, ``version`` …); writing
         one is an error naming it rather than a silent drop.
     """
-    spec_by_name = {s.name: s for s in specs}
-    collector = values.IssueCollector()
-    blocked = set(read_only)
-    for key in data:
-        if key in blocked:
-            collector.add(prefix + key, "read_only", "is read-only")
-        elif key not in spec_by_name:
-            collector.add(prefix + key, "unknown_field", "is not a field of this record")
-    clean: dict[str, Any] = {}
-    for name, spec in spec_by_name.items():
-        if name not in data:
-            if spec.required and not partial:
-                collector.add(prefix + name, "required", "is required")
-            continue
-        result = collector.run(spec.parse, data[name], prefix + name)
-        if result is None and spec.required and not any(i.field == prefix + name for i in collector.issues):
-            collector.add(prefix + name, "required", "is required and cannot be empty")
-        clean[name] = result
-    collector.raise_if_any()
-    return clean
+    return FieldParser(specs, read_only).parse(data, partial=partial, prefix=prefix)

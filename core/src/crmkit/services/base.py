@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 E = TypeVar("E")
 
+READ_ONLY = ("id", "version", "created_at", "updated_at")
+
 
 @attrs.define
 class ValidationContext:
@@ -29,6 +31,14 @@ class ValidationContext:
     specs: list[f.FieldSpec]
     custom: list[CustomFieldDefinition]
     known_ids: set[tuple[str, str]] = attrs.field(factory=set)
+    #: The specs made ready once for every record of the batch (see :class:`~crmkit.domain.fields.FieldParser`).
+    parser: f.FieldParser = attrs.field(init=False)
+    #: Whether an empty ``custom`` object can still fail (a required custom field).
+    custom_required: bool = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.parser = f.FieldParser(self.specs, READ_ONLY)
+        self.custom_required = any(d.required for d in self.custom)
 
     def exists(self, repo_name: str, ident: str) -> bool:
         if (repo_name, ident) in self.known_ids:
@@ -38,7 +48,6 @@ class ValidationContext:
         self.known_ids.add((repo_name, ident))
         return True
 
-READ_ONLY = ("id", "version", "created_at", "updated_at")
 
 
 class Service:
@@ -82,11 +91,13 @@ class EntityService(Service, Generic[E]):
     def parse_with(self, context: ValidationContext, data: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
         # Core and custom fields are checked side by side so one answer lists every problem.
         collector = IssueCollector()
-        clean = collector.run(f.parse_input, data, context.specs, partial=partial, read_only=READ_ONLY)
+        clean = collector.run(context.parser.parse, data, partial=partial)
         if self.custom_entity is not None and ("custom" in data or not partial):
             raw = data.get("custom")
             if raw in (None, "") or isinstance(raw, Mapping):  # anything else: parse_input reported it
-                custom = collector.run(validate_custom, context.custom, raw or {}, partial=partial)
+                # Empty with no required custom field: validate_custom([...], {}) is {} (a batch's
+                # rows mostly carry no custom values, so the call is skipped for them).
+                custom = {} if not raw and not context.custom_required else collector.run(validate_custom, context.custom, raw or {}, partial=partial)
                 if clean is not None:
                     clean["custom"] = custom
         collector.raise_if_any()
