@@ -64,6 +64,8 @@ class ContactRows:
 
     def payload(self, row: dict[str, Any]) -> dict[str, Any]:
         """The contact's JSON form (``to_jsonable(contact)``) from its row."""
+        # Called once per imported contact: most values are text or None and are taken as they
+        # are; only the others are checked for the conversions to_jsonable makes.
         payload: dict[str, Any] = {}
         nested = self._nested
         for name in self._order:
@@ -72,7 +74,10 @@ class ContactRows:
                 payload[name] = {sub: row[prefix + sub] for sub in names}
                 continue
             value = row[name]
-            if isinstance(value, datetime | date):
+            kind = value.__class__
+            if value is None or kind is str:
+                pass
+            elif isinstance(value, _DATES):
                 value = value.isoformat()
             elif isinstance(value, list):
                 value = list(value)
@@ -80,3 +85,6 @@ class ContactRows:
                 value = dict(value)
             payload[name] = value
         return payload
+
+
+_DATES = (datetime, date)
