@@ -1,17 +1,33 @@
 """The built-in lead scoring plugin: ``[plugins.scoring]``, ``contact.score_changed``,
-``crm.scores``, the event subscriber that keeps scores current, and ``crmkit scores``."""
+``crm.scores`` and ``crm.predictions`` (the predictive score's tables, own Alembic branch
+``crmkit_scoring``), the event subscriber that keeps both scores current, and ``crmkit scores``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
+
 from crmkit.app import CRM
 from crmkit.domain import Event
 from crmkit.errors import ConfigError
 from crmkit.plugins import hookimpl
+from crmkit.scoring.predictions import Predictions, predictions
 from crmkit.scoring.service import EVENT_TYPES, Scores, scores
 from crmkit.scoring.settings import SECTION, ScoringSettings
+from crmkit.scoring.tables import BRANCH, MIGRATIONS, define_tables
+
+
+@hookimpl
+def crmkit_register_tables(metadata: sa.MetaData, register: Callable[[sa.Table], None]) -> None:
+    for table in define_tables(metadata):
+        register(table)
+
+
+@hookimpl
+def crmkit_register_migrations(register: Callable[[str, str], None]) -> None:
+    register(BRANCH, str(MIGRATIONS))
 
 
 @hookimpl
@@ -40,8 +56,10 @@ def crmkit_startup(crm: CRM) -> None:
     if problems:
         raise ConfigError(f"{crm.config.path or 'configuration'}: [plugins.{SECTION}] " + "; ".join(problems))
     crm.scores = Scores(crm)  # type: ignore[attr-defined]
+    crm.predictions = Predictions(crm)  # type: ignore[attr-defined]
 
 
 @hookimpl
 def crmkit_handle_event(event: Event, crm: CRM) -> None:
     scores(crm).handle(event)
+    predictions(crm).handle(event)

@@ -1,5 +1,5 @@
-"""``crmkit scores``: a contact's lead score explained rule by rule, the scoring rules, and
-bringing stored scores up to date.
+"""``crmkit scores``: a contact's lead score explained rule by rule, the scoring rules,
+bringing stored scores up to date, and the predictive score (``train``, ``explain``).
 
 Registered by :mod:`crmkit.builtin.scoring_plugin`; built per CLI (no commands at import).
 """
@@ -16,6 +16,8 @@ from crmkit.cli.contacts import find_contact
 from crmkit.cli.output import emit, json_option, print_table, say
 from crmkit.domain.values import parse_datetime
 from crmkit.scoring.model import ScoreCard
+from crmkit.scoring.predictions import Prediction, StoredModel
+from crmkit.scoring.predictive import MIN_PER_CLASS, TOP, Training
 from crmkit.serialize import to_jsonable
 
 
@@ -37,10 +39,64 @@ def _render(card: ScoreCard) -> None:
     ])
 
 
+def _training_json(stored: StoredModel, result: Training) -> dict[str, Any]:
+    coefficients = sorted(stored.model.coefficients.items(), key=lambda kv: (-abs(kv[1]), kv[0]))
+    return {"model_id": stored.id, "trained_at": to_jsonable(stored.trained_at), "positives": result.positives,
+            "negatives": result.negatives, "holdout_size": result.holdout_size, "holdout_auc": round(result.holdout_auc, 4),
+            "intercept": stored.model.intercept,
+            "coefficients": [{"feature": name, "coefficient": value} for name, value in coefficients]}
+
+
+def _prediction_json(prediction: Prediction) -> dict[str, Any]:
+    return to_jsonable(prediction)  # type: ignore[no-any-return]
+
+
+def predictive_commands(scores: click.Group) -> None:
+    """``scores train`` and ``scores explain``: the predictive score."""
+
+    @scores.command("train")
+    @click.option("--min-per-class", default=MIN_PER_CLASS, show_default=True, type=click.IntRange(2),
+                  help="Fewest won and fewest lost contacts to train on.")
+    @json_option
+    @pass_crm
+    def train(crm: Any, min_per_class: int, as_json: bool) -> None:
+        """Train the predictive score on the won/lost history (needs crmkit[predict])."""
+        stored, result = crm.predictions.train(min_per_class=min_per_class)
+        data = _training_json(stored, result)
+
+        def render() -> None:
+            say(f"Model {stored.id} trained on {result.positives} won and {result.negatives} lost contacts; "
+                f"holdout ROC AUC {result.holdout_auc:.3f} on {result.holdout_size} contacts")
+            print_table("Strongest coefficients (per standard deviation; one-hot for categories)", data["coefficients"][:10],
+                        [("feature", lambda c: c["feature"]), ("coefficient", lambda c: f"{c['coefficient']:+.3f}")])
+
+        emit(as_json, data, render)
+
+    @scores.command("explain")
+    @click.argument("contact")
+    @click.option("--top", default=TOP, show_default=True, type=click.IntRange(1), help="How many drivers to show.")
+    @json_option
+    @pass_crm
+    def explain(crm: Any, contact: str, top: int, as_json: bool) -> None:
+        """CONTACT's predicted probability of winning (id or e-mail) and the features that drove it."""
+        prediction = crm.predictions.predict(find_contact(crm, contact).id)
+        data = _prediction_json(prediction)
+        data["drivers"] = data["drivers"][:top]
+
+        def render() -> None:
+            say(f"Contact {prediction.contact_id}: predicted {prediction.probability:.1%} chance of winning (model {prediction.model_id})")
+            print_table("Drivers (log-odds: coefficient x scaled value)", prediction.drivers[:top], [
+                ("feature", lambda d: d.feature), ("value", lambda d: d.value),
+                ("coefficient", lambda d: f"{d.coefficient:+.3f}"), ("contribution", lambda d: f"{d.contribution:+.3f}"),
+            ])
+
+        emit(as_json, data, render)
+
+
 def scores_group() -> click.Group:
     @click.group("scores")
     def scores() -> None:
-        """Lead scores: points per activity and profile field, with decay."""
+        """Lead scores: points per activity and profile field, with decay; a predicted win probability."""
 
     @scores.command("show")
     @click.argument("contact")
@@ -91,4 +147,5 @@ def scores_group() -> click.Group:
         card = crm.scores.explain(contact_id)  # as stored now
         emit(as_json, _card_json(card), lambda: _render(card))
 
+    predictive_commands(scores)
     return scores
