@@ -126,6 +126,18 @@ def test_events_update_the_stored_prediction_with_the_stored_model(scored):
     assert crm.predictions.stored(contact.id) is None
 
 
+def test_the_prediction_is_in_the_export_and_gone_with_an_erasure(scored):
+    crm = scored()
+    history(crm, won=10, lost=10)
+    crm.predictions.train()
+    contact = crm.contacts.create({"email": "ada@acme.io"})
+    crm.activities.log({"kind": "meeting", "contact_id": contact.id})
+    exported = crm.privacy.export(contact.id)
+    assert exported["predicted_score"]["probability"] == pytest.approx(crm.predictions.predict(contact.id).probability)
+    crm.privacy.erase(contact.id)
+    assert crm.predictions.stored(contact.id) is None
+
+
 def test_events_write_nothing_until_a_model_is_trained(scored):
     crm = scored()
     contact = crm.contacts.create({"email": "a@acme.io"})

@@ -10,13 +10,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from crmkit.app import CRM
-from crmkit.domain import Event
+from crmkit.domain import Contact, Event
 from crmkit.errors import ConfigError
 from crmkit.plugins import hookimpl
 from crmkit.scoring.predictions import Predictions, predictions
 from crmkit.scoring.service import EVENT_TYPES, Scores, scores
 from crmkit.scoring.settings import SECTION, ScoringSettings
 from crmkit.scoring.tables import BRANCH, MIGRATIONS, define_tables
+from crmkit.serialize import to_jsonable
+from crmkit.storage.uow import UnitOfWork
 
 
 @hookimpl
@@ -63,3 +65,17 @@ def crmkit_startup(crm: CRM) -> None:
 def crmkit_handle_event(event: Event, crm: CRM) -> None:
     scores(crm).handle(event)
     predictions(crm).handle(event)
+
+
+@hookimpl
+def crmkit_export_personal_data(contact: Contact, crm: CRM) -> dict[str, Any] | None:
+    stored = predictions(crm).stored(contact.id)
+    if stored is None:
+        return None
+    return {"predicted_score": to_jsonable({k: stored[k] for k in ("probability", "drivers", "scored_at", "model_id")})}
+
+
+@hookimpl
+def crmkit_erase_personal_data(contact: Contact, crm: CRM, uow: UnitOfWork) -> None:
+    # The drivers describe the person (activity counts, kind of e-mail address): erased with them.
+    predictions(crm).forget([contact.id], uow)

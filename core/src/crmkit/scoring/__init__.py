@@ -5,8 +5,15 @@ lifecycle promotion at thresholds, updated from events and explained rule by rul
 * :mod:`.model` — the score as a pure function of a contact, its activities and a moment;
 * :mod:`.service` — ``crm.scores`` and the event handling.
 
-The built-in plugin :mod:`crmkit.builtin.scoring_plugin` wires it into the CRM. A predictive
-(machine-learned) score is not built.
+The predictive score — the probability a contact wins, learnt from the CRM's won/lost history:
+
+* :mod:`.features` — each contact's features as of a moment, read with grouped SQL queries;
+* :mod:`.predictive` — training (scikit-learn, the ``crmkit[predict]`` extra) and the model as
+  plain JSON numbers, scored and explained without scikit-learn;
+* :mod:`.predictions` — ``crm.predictions``: train, store, predict, and rescore from events;
+* :mod:`.tables` — its tables (Alembic branch ``crmkit_scoring``).
+
+The built-in plugin :mod:`crmkit.builtin.scoring_plugin` wires both into the CRM.
 """
 
 from crmkit.scoring.model import Contribution, ScoreCard

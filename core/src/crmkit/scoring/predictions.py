@@ -27,6 +27,7 @@ from crmkit.scoring.tables import MODELS, PREDICTIONS
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
+    from crmkit.storage.uow import UnitOfWork
 
 RESCORE_CONTACT = frozenset({"contact.created", "contact.updated", "contact.merge_undone"})
 DROP_CONTACT = frozenset({"contact.deleted", "contact.erased"})
@@ -150,11 +151,15 @@ class Predictions:
                 drivers=[attrs.asdict(d) for d in prediction.drivers[:TOP]]))
         return prediction
 
-    def forget(self, contact_ids: list[str]) -> None:
+    def forget(self, contact_ids: list[str], uow: UnitOfWork | None = None) -> None:
+        """Drop the contacts' stored predictions (in ``uow``, or a transaction of its own)."""
         _, predictions = self._tables()
-        with self.crm.uow() as uow:
-            assert uow.connection is not None
-            uow.connection.execute(predictions.delete().where(predictions.c.contact_id.in_(contact_ids)))
+        if uow is None:
+            with self.crm.uow() as own:
+                self.forget(contact_ids, own)
+            return
+        assert uow.connection is not None
+        uow.connection.execute(predictions.delete().where(predictions.c.contact_id.in_(contact_ids)))
 
     # --- events -------------------------------------------------------------------------
 
