@@ -10,6 +10,9 @@ from __future__ import annotations
 import builtins
 import json
 import random
+import subprocess
+import sys
+import textwrap
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -96,8 +99,8 @@ def test_learns_the_driving_feature_and_explains_with_it_first_on_every_backend(
     assert contributions == sorted(contributions, reverse=True)
 
 
-def test_events_update_the_stored_prediction_with_the_stored_model(scored):
-    crm = scored()
+def test_events_update_the_stored_prediction_with_the_stored_model(scored, database_url):
+    crm = scored(database_url)
     history(crm, won=20, lost=20)
     stored, _ = crm.predictions.train()
     models_before = len(stored_rows(crm, "scoring_models"))
@@ -186,8 +189,10 @@ def test_cli_trains_and_explains(scored, tmp_path):
     crm.activities.log({"kind": "meeting", "contact_id": contact.id})
     cli = CliRunner(crm.config.database_url)
 
-    trained = cli.json("scores", "train")
-    assert (trained["positives"], trained["negatives"]) == (15, 15)
+    assert crm.predictions.stored(contact.id) is None  # no model yet when it was logged
+    trained = cli.json("scores", "train", "--rescore")
+    assert (trained["positives"], trained["negatives"], trained["rescored"]) == (15, 15, 31)
+    assert crm.predictions.stored(contact.id)["model_id"] == trained["model_id"]
     assert trained["holdout_auc"] > 0.8 and trained["coefficients"][0]["feature"] == "activities.meeting"
     explained = cli.json("scores", "explain", "lead@acme.io")
     assert 0 < explained["probability"] < 1 and explained["contact_id"] == contact.id
@@ -200,10 +205,12 @@ def test_explain_before_training_and_train_without_scikit_learn_fail_with_a_mess
     from crmkit.testing import CliRunner
 
     crm = scored()
+    history(crm, won=10, lost=10)
     contact = crm.contacts.create({"email": "lead@acme.io"})
     cli = CliRunner(crm.config.database_url)
     result = cli("scores", "explain", contact.id)
     assert result.exit_code == 1 and "no predictive model yet" in result.output
+    crm.predictions.train()
 
     real_import = builtins.__import__
 
@@ -216,3 +223,27 @@ def test_explain_before_training_and_train_without_scikit_learn_fail_with_a_mess
     result = cli("scores", "train")
     assert result.exit_code == 1 and INSTALL_HINT in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+    # A trained model scores and explains without scikit-learn: it is plain JSON numbers.
+    assert cli("scores", "explain", contact.id).exit_code == 0
+    crm.activities.log({"kind": "meeting", "contact_id": contact.id})
+    assert crm.predictions.stored(contact.id) is not None
+
+
+def test_crmkit_imports_and_opens_without_scikit_learn(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["sklearn"] = None  # import sklearn now raises ImportError
+        import crmkit
+        from crmkit.cli import build_cli
+        from crmkit.scoring.predictive import PredictiveUnavailable, require_sklearn
+        build_cli()
+        crm = crmkit.open("sqlite:///{tmp_path / 'plain.db'}", migrate=True)
+        try:
+            require_sklearn()
+        except PredictiveUnavailable as exc:
+            print(exc)
+        crm.close()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == INSTALL_HINT

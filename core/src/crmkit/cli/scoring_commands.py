@@ -57,16 +57,21 @@ def predictive_commands(scores: click.Group) -> None:
     @scores.command("train")
     @click.option("--min-per-class", default=MIN_PER_CLASS, show_default=True, type=click.IntRange(2),
                   help="Fewest won and fewest lost contacts to train on.")
+    @click.option("--rescore", is_flag=True, help="Then store every contact's prediction with the new model "
+                  "(otherwise each follows its contact's next event).")
     @json_option
     @pass_crm
-    def train(crm: Any, min_per_class: int, as_json: bool) -> None:
+    def train(crm: Any, min_per_class: int, rescore: bool, as_json: bool) -> None:
         """Train the predictive score on the won/lost history (needs crmkit[predict])."""
         stored, result = crm.predictions.train(min_per_class=min_per_class)
         data = _training_json(stored, result)
+        if rescore:
+            data["rescored"] = crm.predictions.rescore_all()
 
         def render() -> None:
             say(f"Model {stored.id} trained on {result.positives} won and {result.negatives} lost contacts; "
-                f"holdout ROC AUC {result.holdout_auc:.3f} on {result.holdout_size} contacts")
+                f"holdout ROC AUC {result.holdout_auc:.3f} on {result.holdout_size} contacts"
+                + (f"; {data['rescored']} contact(s) rescored" if rescore else ""))
             print_table("Strongest coefficients (per standard deviation; one-hot for categories)", data["coefficients"][:10],
                         [("feature", lambda c: c["feature"]), ("coefficient", lambda c: f"{c['coefficient']:+.3f}")])
 

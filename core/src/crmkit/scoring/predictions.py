@@ -77,7 +77,7 @@ class Predictions:
     def train(self, *, min_per_class: int = MIN_PER_CLASS, now: datetime | None = None) -> tuple[StoredModel, Training]:
         """Train on every contact with a closed deal and store the model (it takes over from the
         previous one). Stored predictions are recomputed as their contacts' events arrive;
-        ``rescore_all`` updates them all at once."""
+        :meth:`rescore_all` (``crmkit scores train --rescore``) updates them all at once."""
         reader = self._reader()
         with self.crm.read() as uow:
             assert uow.connection is not None
@@ -150,6 +150,26 @@ class Predictions:
                 contact_id=contact_id, model_id=stored.id, probability=prediction.probability, scored_at=prediction.at,
                 drivers=[attrs.asdict(d) for d in prediction.drivers[:TOP]]))
         return prediction
+
+    def rescore_all(self, now: datetime | None = None, *, batch: int = 500) -> int:
+        """Store every contact's prediction with the current model (after training, so no
+        prediction of an older model waits for its contact's next event); how many were
+        stored — 0 without a model. One short transaction per contact, keyset pages of ids."""
+        at, done, after = now or utcnow(), 0, None
+        contacts = self.crm.backend.metadata.tables["contacts"]
+        while True:
+            stmt = sa.select(contacts.c.id).order_by(contacts.c.id).limit(batch)
+            with self.crm.read() as uow:
+                assert uow.connection is not None
+                ids = [r.id for r in uow.connection.execute(stmt if after is None else stmt.where(contacts.c.id > after))]
+            if not ids:
+                return done
+            for contact_id in ids:
+                try:
+                    done += self.rescore(contact_id, at) is not None
+                except NotFound:
+                    pass  # deleted since the page was read
+            after = ids[-1]
 
     def forget(self, contact_ids: list[str], uow: UnitOfWork | None = None) -> None:
         """Drop the contacts' stored predictions (in ``uow``, or a transaction of its own)."""
