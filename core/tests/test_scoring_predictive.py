@@ -199,6 +199,9 @@ def test_cli_trains_and_explains(scored, tmp_path):
     assert explained["drivers"][0]["feature"] == "activities.meeting" and len(explained["drivers"]) == 5
     text = cli("scores", "explain", contact.id)
     assert text.exit_code == 0 and "chance of winning" in text.output and "activities.meeting" in text.output
+    text = cli("scores", "train")
+    assert text.exit_code == 0 and "trained on 15 won and 15 lost contacts; holdout ROC AUC" in text.output
+    assert "activities.meeting" in text.output
 
 
 def test_explain_before_training_and_train_without_scikit_learn_fail_with_a_message(scored, monkeypatch):

@@ -7,6 +7,11 @@ for it, it is created or changed, or one of its deals is created, moved, won or 
 rescoring rewrites the contact's ``predicted_scores`` row (delete + insert in one transaction),
 so a redelivered event writes the same row again. A deleted, erased or merged-away contact's
 row is dropped. Until a model is trained, events cost one small read and write nothing.
+
+Two dispatchers rescoring one contact at once can collide on the row's key; the loser raises and
+the dispatcher retries it, which rewrites the row from the stored data. ``deal.deleted`` carries
+no contact, so a deleted deal's contact keeps its prediction until its next event (or
+``crmkit scores train --rescore``).
 """
 
 from __future__ import annotations
