@@ -150,8 +150,11 @@ def decode_cursor(cursor: str, sort: str, types: Sequence[type]) -> tuple[Any, .
 
 
 def fetch_page(crm: CRM, repository: Callable[[UnitOfWork], Repository[Any]], page: PageRequest,
-               conditions: Sequence[Any] = ()) -> tuple[list[Any], str | None]:
-    """One page of ``repository(uow)`` and the cursor of the next (None on the last page)."""
+               conditions: Sequence[Any] = (), partitions: Sequence[Any] | None = None) -> tuple[list[Any], str | None]:
+    """One page of ``repository(uow)`` and the cursor of the next (None on the last page).
+
+    ``partitions`` (disjoint conditions, one of which each row must meet) are read as separate
+    ranges and merged; see :meth:`crmkit.storage.sql.repository.Repository.list`."""
     order_by = (page.column, "id")
     with crm.read() as uow:
         repo = repository(uow)
@@ -159,7 +162,8 @@ def fetch_page(crm: CRM, repository: Callable[[UnitOfWork], Repository[Any]], pa
         if page.cursor is not None:
             after = decode_cursor(page.cursor, page.sort, [_python_type(repo.table.c[name].type) for name in order_by])
         where = [*conditions, *repo.where(**page.filters)]
-        rows = repo.list(where, order_by=order_by, limit=page.limit + 1, after=after, descending=page.descending)
+        rows = repo.list(where, order_by=order_by, limit=page.limit + 1, after=after, descending=page.descending,
+                         partitions=partitions)
     if len(rows) <= page.limit:
         return rows, None
     rows = rows[: page.limit]

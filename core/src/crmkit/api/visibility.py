@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from crmkit.api.keys import ApiKey
     from crmkit.app import CRM
 
+#: Above this many users within reach, a team-scoped list is one query over the whole
+#: condition rather than one index range per owner (see :meth:`Access.partitions`).
+MAX_PARTITIONS = 64
 #: Roles whose keys reach only their user's and their team's records.
 TEAM_SCOPED = frozenset({Role.AGENT, Role.MANAGER, Role.READ_ONLY})
 #: The scope family that grants the sensitive fields.
@@ -117,6 +120,19 @@ class Access:
         if self.unrestricted or family not in RULES:
             return None
         return self._visible(family)
+
+    def partitions(self, family: str) -> list[sa.ColumnElement[bool]] | None:
+        """The visibility condition of ``family`` split into disjoint parts whose OR it is —
+        one per owner within reach, and the ownerless records that follow their parents — for
+        lists that read each part as its own index range (owner, created_at, id) and merge
+        them; None when the rule has no owner column, the key reaches every row, or so many
+        owners are within reach that one query over the whole condition is the better plan."""
+        rule = RULES.get(family)
+        if self.unrestricted or rule is None or rule.owner is None or len(self.owners) > MAX_PARTITIONS:
+            return None
+        table = self._table(rule.table)
+        owner = table.c[rule.owner]
+        return [*(owner == user for user in sorted(self.owners)), sa.and_(owner.is_(None), self._parents(family))]
 
     def can_see(self, family: str, ident: str) -> bool:
         """Whether the record ``ident`` of ``family`` exists and is visible to this key."""
@@ -188,13 +204,18 @@ class Access:
 
     def _visible(self, family: str) -> sa.ColumnElement[bool]:
         rule = RULES[family]
-        table = self._table(rule.table)
-        parents = sa.and_(sa.true(), *(sa.or_(table.c[column].is_(None), table.c[column].in_(self._visible_ids(parent)))
-                                       for column, parent in rule.parents.items()))
+        parents = self._parents(family)
         if rule.owner is None:
             return parents
-        owner = table.c[rule.owner]
+        owner = self._table(rule.table).c[rule.owner]
         return sa.or_(owner.in_(sorted(self.owners)), sa.and_(owner.is_(None), parents))
+
+    def _parents(self, family: str) -> sa.ColumnElement[bool]:
+        """Each parent a record names is within reach (or none is named)."""
+        rule = RULES[family]
+        table = self._table(rule.table)
+        return sa.and_(sa.true(), *(sa.or_(table.c[column].is_(None), table.c[column].in_(self._visible_ids(parent)))
+                                    for column, parent in rule.parents.items()))
 
     def _visible_ids(self, family: str) -> sa.Select[Any]:
         table = self._table(RULES[family].table)

@@ -191,6 +191,7 @@ class Repository(Generic[E]):
         after: Sequence[Any] | None = None,
         descending: bool = False,
         lock: Literal["share", "update"] | None = None,
+        partitions: Sequence[sa.ColumnElement[bool]] | None = None,
     ) -> list[E]:
         """Entities matching ``conditions``, ordered, with keyset pagination.
 
@@ -199,18 +200,35 @@ class Repository(Generic[E]):
         :param lock: ``"share"`` or ``"update"`` locks the rows until the transaction ends and
             reads their latest committed state, which a plain read inside a MariaDB (REPEATABLE
             READ) transaction may not see. No-op on SQLite, whose write lock is the database.
+        :param partitions: disjoint conditions whose OR is also required (such as "owned by
+            user X", one per user). Each is read as its own ordered, limited range and the
+            ranges are merged (``UNION ALL``), so with an index led by the partition's column
+            a page costs ``limit`` rows per partition, however many rows the OR matches —
+            where one query over the OR would read and sort all of them.
         """
         columns = [self.table.c[name] for name in order_by]
-        stmt = sa.select(self.table).where(*conditions)
-        if after is not None:
-            key = sa.tuple_(*columns)
-            # Bind each cursor value with its column's type: a bare tuple would bind an aware
-            # datetime as TIMESTAMPTZ, which PostgreSQL shifts by the session's time zone.
-            cursor = sa.tuple_(*(sa.literal(value, type_=column.type) for column, value in zip(columns, after, strict=True)))
-            stmt = stmt.where(key < cursor if descending else key > cursor)
-        stmt = stmt.order_by(*(c.desc() if descending else c.asc() for c in columns))
-        if limit is not None:
-            stmt = stmt.limit(limit)
+
+        def ranged(*extra: sa.ColumnElement[bool]) -> sa.Select[Any]:
+            stmt = sa.select(self.table).where(*conditions, *extra)
+            if after is not None:
+                key = sa.tuple_(*columns)
+                # Bind each cursor value with its column's type: a bare tuple would bind an aware
+                # datetime as TIMESTAMPTZ, which PostgreSQL shifts by the session's time zone.
+                cursor = sa.tuple_(*(sa.literal(value, type_=column.type) for column, value in zip(columns, after, strict=True)))
+                stmt = stmt.where(key < cursor if descending else key > cursor)
+            stmt = stmt.order_by(*(c.desc() if descending else c.asc() for c in columns))
+            return stmt if limit is None else stmt.limit(limit)
+
+        if partitions:
+            if lock is not None:
+                raise ValueError("partitions cannot be read with a lock")
+            merged = sa.union_all(*(sa.select(ranged(partition).subquery()) for partition in partitions)).subquery()
+            outer = [merged.c[name] for name in order_by]
+            stmt = sa.select(merged).order_by(*(c.desc() if descending else c.asc() for c in outer))
+            if limit is not None:
+                stmt = stmt.limit(limit)
+        else:
+            stmt = ranged()
         if lock is not None and self.connection.dialect.name != "sqlite":
             stmt = stmt.with_for_update(read=lock == "share")
         return [from_row(self.cls, row) for row in self.connection.execute(stmt)]

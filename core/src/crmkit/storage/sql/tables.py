@@ -76,6 +76,8 @@ def core_metadata() -> sa.MetaData:
         sa.Column("tags", json_type(), nullable=False),
         sa.Column("custom", json_type(), nullable=False),
         *_stamps(),
+        # A team-scoped API key lists one range per owner (see crmkit.api.visibility).
+        sa.Index("ix_organizations_owner_id_created_at_id", "owner_id", "created_at", "id"),
     )
     sa.Table(
         "campaigns", md, _id(),
@@ -114,6 +116,7 @@ def core_metadata() -> sa.MetaData:
         sa.Column("custom", json_type(), nullable=False),
         *_stamps(),
         sa.Index("ix_contacts_created_at_id", "created_at", "id"),
+        sa.Index("ix_contacts_owner_id_created_at_id", "owner_id", "created_at", "id"),
         sa.Index("ix_contacts_last_name_first_name", "last_name", "first_name"),
     )
     sa.Table(
@@ -148,6 +151,7 @@ def core_metadata() -> sa.MetaData:
         sa.Column("custom", json_type(), nullable=False),
         *_stamps(),
         sa.Index("ix_deals_created_at_id", "created_at", "id"),
+        sa.Index("ix_deals_owner_id_created_at_id", "owner_id", "created_at", "id"),
     )
     sa.Table(
         "stage_changes", md, _id(),
