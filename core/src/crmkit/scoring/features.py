@@ -73,8 +73,9 @@ class FeatureReader:
         moments = labelled_moments(self.deals)
         found = {r.contact_id: (r.as_of, int(r.won)) for r in connection.execute(sa.select(moments))}
         rows = self._read(connection, {cid: at for cid, (at, _) in found.items()}, moments)
-        ids = sorted(rows)
-        return [rows[cid] for cid in ids], [found[cid][1] for cid in ids]
+        # In the contacts' order of creation: the same history always trains the same model
+        # and holds out the same contacts (ids are random, so they would reshuffle the split).
+        return list(rows.values()), [found[cid][1] for cid in rows]
 
     def contact_row(self, connection: sa.Connection, contact_id: str, at: datetime) -> dict[str, Any] | None:
         """``contact_id``'s features as of ``at``; None if there is no such contact."""
@@ -106,6 +107,7 @@ class FeatureReader:
             .group_by(d.c.contact_id))}
         profile = sa.select(c.c.id, c.c.email, c.c.organization_id, c.c.source_channel)
         profile = profile.where(c.c.id == next(iter(moments))) if scope is None else profile.join(scope, scope.c.contact_id == c.c.id)
+        profile = profile.order_by(c.c.created_at, c.c.id)
 
         rows: dict[str, dict[str, Any]] = {}
         for r in connection.execute(profile):
